@@ -1,0 +1,61 @@
+"""The ``latentbridge`` command line: one module per command group, each with ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import LatentBridgeError
+
+# Command groups, in the order ``--help`` lists them; each module may also define ``demo(out, ctx)``.
+COMMAND_MODULES = ("base",)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one ``error:`` line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message}; see '{self.prog} --help'\n")
+        raise SystemExit(2)
+
+
+def command_modules() -> list:
+    return [importlib.import_module(f"{__name__}.{name}") for name in COMMAND_MODULES]
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="latentbridge", description="Work directly in the latent spaces of diffusion models.")
+    parser.add_argument("--version", action="version", version=f"latentbridge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for module in command_modules():
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run one command; 0 on success, 2 on bad input with one ``error:`` line."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (LatentBridgeError, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
+        message = str(e) if isinstance(e, LatentBridgeError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+        sys.stderr.write(f"error: {message}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

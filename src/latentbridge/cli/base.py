@@ -1,0 +1,145 @@
+"""Foundation commands: spaces, info, doctor, demo."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import time
+from importlib import metadata as pkg_metadata
+from pathlib import Path
+
+import torch
+
+from .. import __version__, demo_data, io, spaces, weights
+from .common import add_latent_input, print_json, read_latent
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spaces", help="list the latent spaces latentbridge knows")
+    p.add_argument("--json", action="store_true", help="print the whole registry as JSON")
+    p.set_defaults(func=cmd_spaces)
+
+    p = sub.add_parser("info", help="shape, statistics, metadata and detected space of a latent file")
+    add_latent_input(p)
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("doctor", help="torch, devices, and where weights are looked for")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("demo", help="run the toolkit on bundled example data, offline")
+    p.add_argument("-o", "--output", default="latentbridge-demo", help="folder for the results [%(default)s]")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    if args.json:
+        print_json([dataclasses.asdict(s) for s in spaces.all()])
+        return 0
+    print(f"{'id':<16}{'ch':>4}{'/':>4}  {'raw -> model':<44}{'tiny':<9}{'interp':<7}aliases")
+    for s in spaces.all():
+        if s.latents_std is not None:
+            norm = f"(r - mean_c) * {s.scaling_factor:g} / std_c"
+        elif s.packing:
+            norm = f"identity; taesd = unpacked {s.taesd_channels} ch /{s.taesd_downscale}"
+        elif s.shift_factor:
+            norm = f"(r - {s.shift_factor:g}) * {s.scaling_factor:g}"
+        else:
+            norm = f"r * {s.scaling_factor:.6g}"
+        print(f"{s.id:<16}{s.channels:>4}{s.downscale:>4}  {norm:<44}{s.tiny or '-':<9}{s.interposer_code or '-':<7}"
+              f"{', '.join(s.aliases[:4])}")
+    return 0
+
+
+def latent_summary(lf: io.LatentFile) -> dict:
+    t = lf.tensor.detach().float()
+    finite = torch.isfinite(t)
+    vals = t[finite]
+    stats = {"min": float(vals.min()), "max": float(vals.max()), "mean": float(vals.mean()),
+             "std": float(vals.std()) if vals.numel() > 1 else 0.0} if vals.numel() else {}
+    return {"file": str(lf.path), "format": lf.format, "shape": list(lf.tensor.shape),
+            "dtype": str(lf.tensor.dtype).removeprefix("torch."), "nonfinite": int((~finite).sum()),
+            "stats": stats, "space": lf.space, "domain": lf.domain, "metadata": lf.metadata,
+            "extras": {k: list(v.shape) for k, v in lf.extras.items()}}
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    lf, _, _ = read_latent(args.latent, args, need_space=False, finite=False)
+    info = latent_summary(lf)
+    found = spaces.detect(lf.tensor, {k: v for k, v in {"space": lf.space, "domain": lf.domain}.items() if v})
+    info["detected"] = {"ambiguous": found.ambiguous, "summary": found.summary,
+                        "candidates": [{"space": c.space.id, "domain": c.domain, "confidence": c.confidence,
+                                        "reason": c.reason} for c in found.candidates[:6]]}
+    if args.json:
+        print_json(info)
+    else:
+        print(f"{info['file']}  ({info['format']})")
+        print(f"  shape {tuple(info['shape'])}  dtype {info['dtype']}")
+        if info["stats"]:
+            s = info["stats"]
+            print(f"  min {s['min']:.4g}  max {s['max']:.4g}  mean {s['mean']:.4g}  std {s['std']:.4g}")
+        if info["nonfinite"]:
+            print(f"  WARNING: {info['nonfinite']} NaN/Inf values")
+        print(f"  stated: space {lf.space or '?'}, domain {lf.domain or '?'}")
+        for k, v in lf.metadata.items():
+            print(f"  meta {k} = {v[:100]}")
+        print(f"  detected: {found.summary}")
+        for c in found.candidates[:6]:
+            print(f"    {c.confidence:6.1%}  {c.space.id:<15} {c.domain:<6} {c.reason}")
+    if info["nonfinite"]:
+        from ..errors import InputError
+
+        raise InputError(f"{args.latent}: the latent holds {info['nonfinite']} NaN or infinite values")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    print(f"latentbridge {__version__}, Python {platform.python_version()} on {platform.machine()}")
+    print(f"torch {torch.__version__}; threads {torch.get_num_threads()}; CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}")
+    print(f"  cuda: {torch.cuda.is_available()}" + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""))
+    print(f"  mps: {getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()}")
+    for dist in ("diffusers", "transformers", "accelerate", "huggingface_hub", "safetensors"):
+        try:
+            print(f"  {dist} {pkg_metadata.version(dist)}")
+        except pkg_metadata.PackageNotFoundError:
+            print(f"  {dist}: not installed")
+    print(f"offline mode: {weights.offline()}")
+    print("weight folders searched (first match wins):")
+    for d in weights.search_dirs():
+        files = sorted(p.name for p in d.glob("*") if p.suffix in weights.WEIGHT_SUFFIXES) if d.is_dir() else []
+        print(f"  {d}{'' if d.is_dir() else '  (missing)'}")
+        for name in files:
+            print(f"      {name}")
+    return 0
+
+
+def demo(out: Path, ctx: demo_data.DemoContext) -> list[str]:
+    """Example photos as a contact sheet, and the detection of each bundled latent."""
+    lines = [f"example photos: {out / 'examples.png'}"]
+    io.save_image(out / "examples.png", ctx.images, overwrite=True)
+    for name, lf in ctx.latents.items():
+        found = spaces.detect(lf.tensor)
+        lines.append(f"{name}: stated {lf.space}/{lf.domain}; detected without metadata: {found.summary}")
+    return lines
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import command_modules
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = demo_data.load()
+    print(f"latentbridge demo: {len(ctx.images)} example photos, {len(ctx.latents)} example latents -> {out}/")
+    for module in command_modules():
+        section = getattr(module, "demo", None)
+        if section is None:
+            continue
+        start = time.perf_counter()
+        lines = section(out, ctx)
+        print(f"[{module.__name__.rsplit('.', 1)[-1]}] ({time.perf_counter() - start:.1f}s)")
+        for line in lines:
+            print(f"  {line}")
+    print(f"done: open {out}/ (pictures first, then the numbers above)")
+    return 0

@@ -1,0 +1,30 @@
+"""The project's exception types: each message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class LatentBridgeError(Exception):
+    """Base class for every error latentbridge raises on purpose."""
+
+
+class InputError(LatentBridgeError, ValueError):
+    """A tensor, file or option the caller passed cannot be used as given."""
+
+
+class UnknownSpaceError(LatentBridgeError, KeyError):
+    """A latent-space name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsNotFoundError(LatentBridgeError, FileNotFoundError):
+    """A named weight file could not be found anywhere it was looked for."""
+
+
+class WeightsFormatError(LatentBridgeError, ValueError):
+    """A weight file exists but does not hold what was expected."""
+
+
+class AmbiguousError(InputError):
+    """Detection found several equally plausible answers and refuses to guess."""

@@ -1,0 +1,169 @@
+"""Latent files: ComfyUI ``.latent``, safetensors with our metadata, ``.npy`` and (safely loaded) ``.pt``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .. import __version__, spaces
+from ..errors import InputError
+from .atomic import atomic_path, check_writable
+
+COMFY_KEY = "latent_tensor"
+COMFY_MARKER = "latent_format_version_0"
+LEGACY_SD1_SCALE = 0.18215  # ComfyUI's files without the marker hold SD1 latents times this
+OUR_KEY = "latent"
+META_PREFIX = "latentbridge."
+FORMATS = {".safetensors": "safetensors", ".latent": "comfyui", ".npy": "npy", ".pt": "torch", ".pth": "torch"}
+
+
+@dataclass
+class LatentFile:
+    """A latent read from disk, with what the file says about it (``space``/``domain`` may be unknown)."""
+
+    tensor: torch.Tensor
+    space: str | None = None
+    domain: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. noise_mask, batch_index
+    format: str = "safetensors"
+    path: Path | None = None
+
+
+def _format_of(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise InputError(f"{path}: unknown latent file type {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def load_latent(path: str | os.PathLike, *, space: str | None = None, domain: str | None = None) -> LatentFile:
+    """Read a latent file; ``space``/``domain`` state what it holds when the file does not say."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    fmt = _format_of(path)
+    loaders = {"safetensors": _load_safetensors, "comfyui": _load_safetensors, "npy": _load_npy, "torch": _load_torch}
+    result = loaders[fmt](path)
+    result.path = path
+    if space is not None:
+        result.space = spaces.get(space).id
+    if domain is not None:
+        result.domain = spaces._domain(domain)
+    if not result.tensor.is_floating_point():
+        raise InputError(f"{path}: the latent has dtype {result.tensor.dtype}; latents must be floating point")
+    return result
+
+
+def _load_safetensors(path: Path) -> LatentFile:
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            metadata = dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable safetensors file ({e}); it may be truncated or of another format") from e
+    if COMFY_KEY in tensors:
+        tensor = tensors.pop(COMFY_KEY)
+        legacy = tensors.pop(COMFY_MARKER, None) is None
+        ours = {k[len(META_PREFIX):]: v for k, v in metadata.items() if k.startswith(META_PREFIX)}
+        if legacy:
+            return LatentFile(tensor.float() / LEGACY_SD1_SCALE, "sd1", "raw", metadata, tensors, "comfyui-legacy")
+        return LatentFile(tensor, ours.get("space"), ours.get("domain", "raw"), metadata, tensors, "comfyui")
+    ours = {k[len(META_PREFIX):]: v for k, v in metadata.items() if k.startswith(META_PREFIX)}
+    if OUR_KEY in tensors:
+        tensor = tensors.pop(OUR_KEY)
+    elif len(tensors) == 1:
+        tensor = tensors.pop(next(iter(tensors)))
+    else:
+        raise InputError(f"{path}: holds tensors {sorted(tensors)} but none named {OUR_KEY!r} or {COMFY_KEY!r}; "
+                         "which one is the latent?")
+    return LatentFile(tensor, ours.get("space"), ours.get("domain"), metadata, tensors, "safetensors")
+
+
+def _load_npy(path: Path) -> LatentFile:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise InputError(f"{path}: refusing to load: the file holds Python objects (a pickle), not a plain array") from e
+    except (OSError, EOFError) as e:
+        raise InputError(f"{path}: not a readable .npy file ({e}); it may be truncated") from e
+    return LatentFile(torch.from_numpy(np.ascontiguousarray(array)), format="npy")
+
+
+def _load_torch(path: Path) -> LatentFile:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise InputError(f"{path}: refusing to load: the file would run code or build Python objects when unpickled; "
+                         "convert it to safetensors in a trusted environment") from e
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path}: not a readable torch file ({e}); it may be truncated") from e
+    if isinstance(obj, torch.Tensor):
+        return LatentFile(obj, format="torch")
+    if isinstance(obj, dict):
+        for key in ("samples", OUR_KEY, COMFY_KEY):
+            if isinstance(obj.get(key), torch.Tensor):
+                extras = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor) and k != key}
+                return LatentFile(obj[key], extras=extras, format="torch")
+    raise InputError(f"{path}: expected a tensor or a dict with 'samples', got {type(obj).__name__}")
+
+
+def save_latent(
+    path: str | os.PathLike,
+    tensor: torch.Tensor,
+    *,
+    space: str | None = None,
+    domain: str | None = None,
+    metadata: dict[str, str] | None = None,
+    extras: dict[str, torch.Tensor] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a latent atomically; the format follows the extension (``.latent`` is ComfyUI's, in the raw domain).
+
+    ``space`` and ``domain`` are recorded in safetensors metadata so the file can be read back without guessing.
+    """
+    path = Path(path)
+    fmt = _format_of(path)
+    check_writable(path, overwrite=overwrite)
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        raise InputError("save_latent needs a floating-point torch.Tensor")
+    if not bool(torch.isfinite(tensor).all()):
+        raise InputError(f"refusing to write {path}: the latent holds NaN or infinite values")
+    sp = spaces.get(space) if space is not None else None
+    if domain is not None:
+        spaces._domain(domain)
+    if sp is not None:
+        spaces.validate(tensor, sp, domain or "raw")
+    data = tensor.detach().to("cpu").contiguous()
+    if fmt == "comfyui" and sp is not None and domain not in (None, "raw"):
+        data = spaces.convert_domain(data, sp, domain, "raw").contiguous()
+        domain = "raw"
+    meta = {f"{META_PREFIX}{k}": v for k, v in {
+        "space": sp.id if sp else None,
+        "domain": domain,
+        "shape": json.dumps(list(data.shape)),
+        "dtype": str(data.dtype).removeprefix("torch."),
+        "producer": f"latentbridge {__version__}",
+    }.items() if v is not None}
+    meta.update(metadata or {})
+    extras = {k: v.detach().to("cpu").contiguous() for k, v in (extras or {}).items()}
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if fmt == "safetensors":
+            save_file({OUR_KEY: data, **extras}, str(tmp), metadata=meta)
+        elif fmt == "comfyui":
+            save_file({COMFY_KEY: data, COMFY_MARKER: torch.tensor([]), **extras}, str(tmp), metadata=meta)
+        elif fmt == "npy":
+            with open(tmp, "wb") as f:
+                np.save(f, data.float().numpy() if data.dtype == torch.bfloat16 else data.numpy())
+        else:
+            torch.save({"samples": data, **extras}, tmp)
+    return path

@@ -1,0 +1,37 @@
+"""Shared fixtures: paths to the real weights and photos in ../shared (tests skip with the reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LATENTBRIDGE_SHARED", ROOT.parent / "shared"))
+SHARED_WEIGHTS = SHARED / "weights" / "taesd"
+SHARED_PHOTOS = SHARED / "data" / "photos"
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_isolate(monkeypatch, tmp_path_factory):
+    """Seed torch, keep the user's model folders and the network out of every test."""
+    torch.manual_seed(0)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("LATENTBRIDGE_MODELS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+def shared_file(name: str) -> Path:
+    path = SHARED_WEIGHTS / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the real TAESD weights live in ../shared/weights/taesd (not committed)")
+    return path
+
+
+@pytest.fixture
+def photos() -> list[Path]:
+    if not SHARED_PHOTOS.is_dir():
+        pytest.skip(f"{SHARED_PHOTOS} is absent: the real photos live in ../shared/data/photos (not committed)")
+    return sorted(SHARED_PHOTOS.glob("photo_*.jpg"))

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from latentbridge import io
+from latentbridge.errors import InputError
+
+
+def test_comfyui_latent_with_marker_loads_as_raw(tmp_path):
+    x = torch.randn(1, 4, 8, 8)
+    path = tmp_path / "ComfyUI_00001_.latent"
+    save_file({"latent_tensor": x, "latent_format_version_0": torch.tensor([])}, str(path), metadata={"prompt": "{}"})
+    lf = io.load_latent(path)
+    torch.testing.assert_close(lf.tensor, x)
+    assert lf.domain == "raw" and lf.format == "comfyui"
+
+
+def test_legacy_comfyui_latent_without_marker_gets_the_sd1_scale(tmp_path):
+    x = torch.randn(1, 4, 8, 8)
+    path = tmp_path / "old.latent"
+    save_file({"latent_tensor": x}, str(path))
+    lf = io.load_latent(path)
+    torch.testing.assert_close(lf.tensor, x / 0.18215)
+    assert (lf.space, lf.domain, lf.format) == ("sd1", "raw", "comfyui-legacy")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".latent", ".npy", ".pt"])
+def test_save_then_load_round_trips_every_format(tmp_path, suffix):
+    x = torch.randn(2, 16, 8, 8)
+    path = io.save_latent(tmp_path / f"a{suffix}", x, space="flux1", domain="raw")
+    lf = io.load_latent(path)
+    torch.testing.assert_close(lf.tensor.float(), x)
+    if suffix in (".safetensors", ".latent"):
+        assert (lf.space, lf.domain) == ("flux1", "raw")
+        assert lf.metadata["latentbridge.producer"].startswith("latentbridge")
+
+
+def test_save_to_comfyui_latent_converts_to_raw(tmp_path):
+    m = torch.randn(1, 4, 8, 8)
+    path = io.save_latent(tmp_path / "a.latent", m, space="sdxl", domain="model")
+    lf = io.load_latent(path)
+    torch.testing.assert_close(lf.tensor, m / 0.13025)
+    assert lf.domain == "raw"
+
+
+def test_save_keeps_extras_such_as_noise_mask(tmp_path):
+    mask = torch.ones(1, 1, 8, 8)
+    path = io.save_latent(tmp_path / "a.safetensors", torch.randn(1, 4, 8, 8), extras={"noise_mask": mask})
+    torch.testing.assert_close(io.load_latent(path).extras["noise_mask"], mask)
+
+
+def test_save_refuses_to_clobber_an_existing_file(tmp_path):
+    path = tmp_path / "a.safetensors"
+    path.write_bytes(b"precious")
+    with pytest.raises(InputError, match="already exists"):
+        io.save_latent(path, torch.randn(1, 4, 8, 8))
+    assert path.read_bytes() == b"precious"
+    io.save_latent(path, torch.randn(1, 4, 8, 8), overwrite=True)
+    assert io.load_latent(path).tensor.shape == (1, 4, 8, 8)
+
+
+def test_save_refuses_nan_and_writes_nothing(tmp_path):
+    x = torch.randn(1, 4, 8, 8)
+    x[0, 0, 0, 0] = float("inf")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        io.save_latent(tmp_path / "a.safetensors", x)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_with_wrong_channels_for_the_space_is_refused(tmp_path):
+    with pytest.raises(InputError, match="C=16"):
+        io.save_latent(tmp_path / "a.safetensors", torch.randn(1, 4, 8, 8), space="sd3")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_into_a_missing_folder_says_so(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        io.save_latent(tmp_path / "no" / "a.safetensors", torch.randn(1, 4, 8, 8))
+
+
+def test_truncated_safetensors_gets_a_clear_error(tmp_path):
+    good = io.save_latent(tmp_path / "a.safetensors", torch.randn(1, 4, 32, 32))
+    bad = tmp_path / "b.safetensors"
+    bad.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(InputError, match="truncated"):
+        io.load_latent(bad)
+
+
+def test_text_file_named_safetensors_is_rejected(tmp_path):
+    bad = tmp_path / "b.safetensors"
+    bad.write_text("hello")
+    with pytest.raises(InputError, match="not a readable safetensors"):
+        io.load_latent(bad)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"samples": torch.randn(1, 4, 8, 8), "x": Evil()}, path)
+    with pytest.raises(InputError, match="would run code"):
+        io.load_latent(path)
+
+
+def test_object_npy_is_refused(tmp_path):
+    path = tmp_path / "o.npy"
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="pickle"):
+        io.load_latent(path)
+
+
+def test_stated_space_overrides_missing_metadata(tmp_path):
+    path = tmp_path / "a.npy"
+    np.save(path, np.zeros((1, 4, 8, 8), np.float32))
+    lf = io.load_latent(path, space="xl", domain="model")
+    assert (lf.space, lf.domain) == ("sdxl", "model")
+
+
+def test_unknown_extension_is_rejected(tmp_path):
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"x")
+    with pytest.raises(InputError, match="unknown latent file type"):
+        io.load_latent(path)

@@ -1,0 +1,133 @@
+import pytest
+import torch
+
+from latentbridge import spaces
+from latentbridge.errors import AmbiguousError, InputError, UnknownSpaceError
+
+ALL = [s.id for s in spaces.all()]
+REQUIRED = ["sd1", "sdxl", "playground25", "sd_x4", "sd3", "flux1", "flux2", "cascade_c", "cascade_b", "sana",
+            "wan21", "hunyuanimage21", "chroma_radiance"]
+
+
+def test_registry_holds_every_required_space():
+    assert set(REQUIRED) <= set(ALL)
+
+
+@pytest.mark.parametrize("alias, expected", [("v1", "sd1"), ("xl", "sdxl"), ("v3", "sd3"), ("fx", "flux1"),
+                                             ("ca", "cascade_b"), ("SD15", "sd1"), ("SDXL_Playground_2_5", "playground25"),
+                                             ("Flux2", "flux2"), ("SC_Prior", "cascade_c"), ("sd-1.5", "sd1")])
+def test_get_accepts_interposer_codes_comfy_names_and_common_names(alias, expected):
+    assert spaces.get(alias).id == expected
+
+
+def test_get_unknown_space_suggests_closest_names():
+    with pytest.raises(UnknownSpaceError, match="did you mean flux1 or flux2"):
+        spaces.get("flux3")
+
+
+@pytest.mark.parametrize("space_id", ALL)
+def test_every_space_entry_is_consistent(space_id):
+    sp = spaces.get(space_id)
+    assert sp.channels > 0 and sp.downscale > 0
+    assert sp.sources, "every number needs a source"
+    if sp.rgb_factors is not None:
+        assert len(sp.rgb_factors) == sp.taesd_channels
+
+
+@pytest.mark.parametrize("space_id", ALL)
+@pytest.mark.parametrize("src", spaces.DOMAINS)
+@pytest.mark.parametrize("dst", spaces.DOMAINS)
+def test_convert_domain_round_trips_for_every_space(space_id, src, dst):
+    sp = spaces.get(space_id)
+    x = torch.randn(sp.latent_shape(64, 128, domain=src, batch=2), dtype=torch.float64)
+    y = spaces.convert_domain(x, sp, src, dst)
+    assert y.shape == sp.latent_shape(64, 128, domain=dst, batch=2)
+    back = spaces.convert_domain(y, sp, dst, src)
+    torch.testing.assert_close(back, x, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("space_id", ALL)
+def test_convert_domain_never_modifies_its_input(space_id):
+    sp = spaces.get(space_id)
+    x = torch.randn(sp.latent_shape(64, 64))
+    before = x.clone()
+    out = spaces.convert_domain(x, sp, "raw", "raw")
+    out += 1
+    torch.testing.assert_close(x, before)
+
+
+def test_raw_to_model_matches_the_published_formulas():
+    r = torch.full((1, 16, 2, 2), 2.0)
+    torch.testing.assert_close(spaces.convert_domain(r, "sd3", "raw", "model"), (r - 0.0609) * 1.5305)
+    torch.testing.assert_close(spaces.convert_domain(r, "flux1", "raw", "model"), (r - 0.1159) * 0.3611)
+    r4 = torch.full((1, 4, 2, 2), 2.0)
+    torch.testing.assert_close(spaces.convert_domain(r4, "sd1", "raw", "model"), r4 * 0.18215)
+    pg = spaces.convert_domain(r4, "playground25", "raw", "model")
+    assert pg[0, 0, 0, 0].item() == pytest.approx((2.0 + 1.6574) * 0.5 / 8.4927)
+
+
+def test_flux2_pack_uses_channel_index_4c_plus_2i_plus_j():
+    x = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(1, 2, 4, 6)
+    packed = spaces.pack(x)
+    assert packed.shape == (1, 8, 2, 3)
+    for c in range(2):
+        for i in range(2):
+            for j in range(2):
+                torch.testing.assert_close(packed[0, 4 * c + 2 * i + j], x[0, c, i::2, j::2])
+    torch.testing.assert_close(spaces.unpack(packed), x)
+
+
+def test_flux2_taesd_domain_is_the_unpacked_model_latent():
+    m = torch.randn(1, 128, 8, 8)
+    t = spaces.convert_domain(m, "flux2", "model", "taesd")
+    assert t.shape == (1, 32, 16, 16)
+    torch.testing.assert_close(spaces.pack(t), m)
+
+
+def test_validate_names_expected_channels_for_a_wrong_latent():
+    with pytest.raises(InputError, match="C=16"):
+        spaces.validate(torch.randn(1, 4, 8, 8), "sd3", "raw")
+
+
+def test_validate_rejects_nan_latents():
+    x = torch.randn(1, 4, 8, 8)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        spaces.validate(x, "sd1")
+
+
+def test_detect_says_it_cannot_tell_sd1_from_sdxl_raw_latents():
+    found = spaces.detect(torch.randn(1, 4, 64, 64) * 6.5)
+    assert found.ambiguous
+    assert {c.space.id for c in found.candidates[:2]} == {"sd1", "sdxl"}
+    with pytest.raises(AmbiguousError, match="--space"):
+        found.require()
+
+
+def test_detect_recognises_packed_flux2_by_its_128_channels():
+    best = spaces.detect(torch.randn(1, 128, 32, 32)).require()
+    assert (best.space.id, best.domain) == ("flux2", "raw")
+    assert "128 channels" in best.reason
+
+
+def test_detect_separates_raw_from_model_by_statistics():
+    best = spaces.detect(torch.randn(1, 16, 32, 32) * 2.77 + 0.12).require()
+    assert (best.space.id, best.domain) == ("flux1", "raw")
+
+
+def test_detect_uses_the_image_size_hint_to_pick_the_downscale():
+    found = spaces.detect(torch.randn(1, 32, 64, 64) * 0.8, {"image_size": (512, 512)})
+    assert not found.ambiguous and found.best.space.id == "flux2" and found.best.domain == "taesd"
+    found = spaces.detect(torch.randn(1, 32, 16, 16), {"image_size": (512, 512)})
+    assert found.best.space.id == "sana"
+
+
+def test_detect_reports_unknown_channel_counts_plainly():
+    found = spaces.detect(torch.randn(1, 7, 8, 8))
+    assert not found.candidates and "7-channel" in found.summary
+    with pytest.raises(InputError):
+        found.require()
+
+
+def test_list_spaces_matches_shell_patterns():
+    assert spaces.list_spaces("flux*") == ["flux1", "flux2"]
