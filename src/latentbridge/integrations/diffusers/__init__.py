@@ -1,0 +1,1 @@
+"""diffusers helpers: each lives in its own module and is re-exported here."""
