@@ -2,6 +2,7 @@
 
 from .atomic import atomic_path, check_writable
 from .images import (
+    IMAGE_EXTENSIONS,
     list_images,
     load_image,
     make_grid,
@@ -15,6 +16,7 @@ from .latents import LatentFile, load_latent, save_latent
 from .plot import line_plot
 
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "LatentFile",
     "atomic_path",
     "check_writable",

@@ -1,0 +1,1 @@
+"""Built-in recipes; each module registers one with :func:`latentbridge.train.recipe.register`."""

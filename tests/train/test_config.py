@@ -1,0 +1,51 @@
+import pytest
+
+from latentbridge.errors import InputError
+from latentbridge.train import load_config
+
+from . import toy_recipe  # noqa: F401 - registers the toy recipe
+
+
+def write(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_config_reads_recipe_train_and_optim_tables(tmp_path):
+    cfg = load_config(write(tmp_path, 'recipe = "toy"\n[train]\nsteps = 7\n[optim]\nlr = 1\n'))
+    assert cfg.recipe == "toy" and cfg.train.steps == 7 and cfg.optim.lr == 1.0 and cfg.options.width == 8
+
+
+def test_config_recipe_table_carries_recipe_options(tmp_path):
+    cfg = load_config(write(tmp_path, '[recipe]\nname = "toy"\nwidth = 3\n'))
+    assert cfg.options.width == 3
+
+
+def test_config_unknown_key_lists_the_allowed_ones(tmp_path):
+    with pytest.raises(InputError, match="unknown key.*stepz.*allowed: steps"):
+        load_config(write(tmp_path, 'recipe = "toy"\n[train]\nstepz = 7\n'))
+
+
+def test_config_wrong_type_is_named(tmp_path):
+    with pytest.raises(InputError, match="train.steps.*expected int"):
+        load_config(write(tmp_path, 'recipe = "toy"\n[train]\nsteps = "many"\n'))
+
+
+def test_config_unknown_recipe_lists_the_known_ones(tmp_path):
+    with pytest.raises(InputError, match="known recipes:.*interposer"):
+        load_config(write(tmp_path, 'recipe = "nope"\n'))
+
+
+def test_config_bad_choice_lists_the_choices(tmp_path):
+    with pytest.raises(InputError, match="bf16"):
+        load_config(write(tmp_path, 'recipe = "toy"\n[train]\nprecision = "fp8"\n'))
+
+
+def test_config_that_is_not_toml_says_so(tmp_path):
+    with pytest.raises(InputError, match="not valid TOML"):
+        load_config(write(tmp_path, "recipe = \n"))
+
+
+def test_config_cli_overrides_replace_train_values(tmp_path):
+    assert load_config(write(tmp_path, 'recipe = "toy"\n'), overrides={"steps": 3}).train.steps == 3
