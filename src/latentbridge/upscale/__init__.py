@@ -1,0 +1,7 @@
+"""Latent upscaling: plain resampling for any ratio and domain, and a learned upscaler conditioned on the ratio."""
+
+from .api import LEARNED, upscale, upscale_samples
+from .plain import PLAIN_METHODS, plain_method, resample, resample_latent, target_size
+
+__all__ = ["LEARNED", "PLAIN_METHODS", "plain_method", "resample", "resample_latent", "target_size", "upscale",
+           "upscale_samples"]

@@ -1,0 +1,83 @@
+"""The upscale entry points: one function for tensors, one for ComfyUI ``LATENT`` dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .. import spaces
+from ..errors import InputError
+from .plain import Scale, plain_method, resample, resample_latent, target_size
+
+LEARNED = ("nn", "learned")
+
+
+def upscale(
+    latent: torch.Tensor,
+    space: str | spaces.LatentSpace,
+    scale: Scale | None = None,
+    *,
+    method: str = "nn",
+    domain: str = "taesd",
+    size: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Resize a latent of ``space`` in ``domain`` (raw, model or taesd) by ``scale`` (or to ``size``, latent pixels
+    in that domain) with ``method``: 'nn' (the learned upscaler) or a plain one (nearest, bilinear, bicubic, area,
+    antialias). Returns a new tensor in the same domain, on the input's device and dtype.
+    """
+    if method.lower() in LEARNED:
+        raise InputError("the learned upscaler ('nn') has no trained weights in this version yet: "
+                         "use a plain method such as method='bicubic'")
+    return resample_latent(latent, space, scale, method=plain_method(method), domain=domain, size=size)
+
+
+def upscale_samples(
+    samples: Mapping[str, Any],
+    space: str | spaces.LatentSpace,
+    scale: Scale | None = None,
+    *,
+    method: str = "nn",
+    domain: str = "raw",
+    size: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Upscale a ComfyUI ``LATENT`` dict (``samples`` in ``domain``, raw by default): a new dict with every extra
+    key kept, ``noise_mask`` resized to match (it may be at latent or at image resolution) and ``batch_index`` as is.
+    """
+    if "samples" not in samples or not isinstance(samples["samples"], torch.Tensor):
+        raise InputError("a LATENT dict needs a 'samples' tensor")
+    sp = spaces.get(space)
+    latent = samples["samples"]
+    mask = samples.get("noise_mask")
+    mask_size = _mask_target(mask, latent, sp, domain, scale, size) if mask is not None else None
+    out = dict(samples)
+    out["samples"] = upscale(latent, sp, scale, method=method, domain=domain, size=size)
+    if mask is not None:
+        out["noise_mask"] = _resize_mask(mask, mask_size)
+    return out
+
+
+def _mask_target(mask: Any, latent: torch.Tensor, sp: spaces.LatentSpace, domain: str,
+                 scale: Scale | None, size: Sequence[int] | None) -> tuple[int, int]:
+    """The mask's new (H, W): it follows the latent, at latent or at image resolution, whichever it has now."""
+    if not isinstance(mask, torch.Tensor) or mask.ndim < 2:
+        raise InputError("noise_mask must be a tensor of shape (..., H, W)")
+    h, w = latent.shape[-2:]
+    new_h, new_w = target_size((h, w), scale, size)
+    d = sp.downscale_in(domain)
+    mh, mw = mask.shape[-2:]
+    if (mh, mw) == (h, w):
+        return new_h, new_w
+    if (mh, mw) == (h * d, w * d):
+        return new_h * d, new_w * d
+    raise InputError(f"noise_mask is {mh}x{mw} but the {h}x{w} latent needs a mask of {h}x{w} (latent pixels) or "
+                     f"{h * d}x{w * d} (image pixels): resize the mask to one of those first")
+
+
+def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize a soft mask without overshoot (bilinear, antialiased when shrinking)."""
+    x = mask if mask.is_floating_point() else mask.float()
+    x = x if x.ndim >= 3 else x[None]
+    out = resample(x, size, "antialias")
+    return out if mask.ndim >= 3 else out[0]

@@ -1,0 +1,99 @@
+"""Plain latent resampling: nearest, bilinear, bicubic, area and antialiased, at any ratio, in any domain.
+
+Bilinear, bicubic, area and antialiased weights sum to one, so they commute with the affine maps between the raw,
+model and taesd domains; only the FLUX.2 2x2 packing does not commute, so packed latents are resampled unpacked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .. import spaces
+from ..errors import InputError
+
+# name -> (F.interpolate mode, antialias)
+PLAIN_METHODS: dict[str, tuple[str, bool]] = {
+    "nearest": ("nearest-exact", False),
+    "bilinear": ("bilinear", False),
+    "bicubic": ("bicubic", False),
+    "area": ("area", False),
+    "antialias": ("bilinear", True),  # a triangle filter widened by the ratio on downscale: no aliasing
+}
+ALIASES = {"nearest-exact": "nearest", "nearest_exact": "nearest", "linear": "bilinear", "cubic": "bicubic",
+           "box": "area", "antialiased": "antialias", "aa": "antialias"}
+
+Scale = float | Sequence[float]
+
+
+def plain_method(name: str) -> str:
+    """Canonical name of a plain method, or an :class:`InputError` listing them."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in PLAIN_METHODS:
+        raise InputError(f"unknown upscale method {name!r}: use one of {', '.join(PLAIN_METHODS)} or 'nn' (learned)")
+    return key
+
+
+def target_size(hw: Sequence[int], scale: Scale | None = None, size: Sequence[int] | None = None) -> tuple[int, int]:
+    """Output (H, W) for an input of ``hw``: ``size`` itself, or ``round(h * sy), round(w * sx)``."""
+    if (scale is None) == (size is None):
+        raise InputError("give either a scale or a target size, not both and not neither")
+    if size is not None:
+        out = tuple(int(v) for v in size)
+        if len(out) != 2 or min(out) < 1:
+            raise InputError(f"a target size is (height, width) with both >= 1; got {tuple(size)}")
+        return out  # type: ignore[return-value]
+    sy, sx = _pair(scale)
+    h, w = int(hw[0]), int(hw[1])
+    return max(1, round(h * sy)), max(1, round(w * sx))
+
+
+def _pair(scale: Scale) -> tuple[float, float]:
+    pair = (float(scale), float(scale)) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
+    if len(pair) != 2 or not all(math.isfinite(s) and s > 0 for s in pair):
+        raise InputError(f"a scale is a positive number or a (height, width) pair of them; got {scale!r}")
+    return pair  # type: ignore[return-value]
+
+
+def resample(x: torch.Tensor, size: Sequence[int], method: str = "bicubic") -> torch.Tensor:
+    """Resize the last two dimensions of a 3-, 4- or 5-D tensor to ``size`` (leading dimensions are folded)."""
+    mode, antialias = PLAIN_METHODS[plain_method(method)]
+    size = (int(size[0]), int(size[1]))
+    if x.ndim < 3:
+        raise InputError(f"cannot resample a tensor of shape {tuple(x.shape)}: it needs (..., H, W) with a channel axis")
+    if tuple(x.shape[-2:]) == size:
+        return x.clone()
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, 1, *x.shape[-2:]) if x.ndim != 4 else x
+    # CPU kernels lack some half-precision modes; resample in float32 and give back the input's dtype.
+    work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    kwargs = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    out = F.interpolate(work, size=size, mode=mode, antialias=antialias, **kwargs).to(x.dtype)
+    return out.reshape(*lead, *size) if x.ndim != 4 else out
+
+
+def resample_latent(
+    latent: torch.Tensor,
+    space: str | spaces.LatentSpace,
+    scale: Scale | None = None,
+    *,
+    method: str = "bicubic",
+    domain: str = "taesd",
+    size: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Resample a latent of ``space`` in ``domain`` (raw, model or taesd) by ``scale`` or to ``size`` (latent pixels
+    in that domain); returns a new tensor in the same domain, device and dtype. Packed spaces (FLUX.2) are resampled
+    unpacked, so the output size in a packed domain must be whole patches.
+    """
+    sp = spaces.get(space)
+    spaces.validate(latent, sp, domain, finite=False)
+    out_hw = target_size(latent.shape[-2:], scale, size)
+    if sp.packing is None or domain == "taesd":
+        return resample(latent, out_hw, method)
+    p = sp.packing.patch
+    unpacked = spaces.convert_domain(latent, sp, domain, "taesd")
+    out = resample(unpacked, (out_hw[0] * p, out_hw[1] * p), method)
+    return spaces.convert_domain(out, sp, "taesd", domain)
