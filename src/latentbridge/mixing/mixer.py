@@ -1,0 +1,90 @@
+"""The whole recipe over a plain denoiser: unsample the reference, mix-sample, optionally clean up at low denoise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..errors import InputError
+from . import noise as _noise
+from .process import check_sigmas, process_for
+from .samplers import Callback, run_sampler, sample_mixing
+from .schedules import as_weights
+from .unsampler import Unsampler
+
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _k_model(denoiser: Denoise) -> Callable[..., torch.Tensor]:
+    """Adapt ``denoiser(x, sigma)`` (sigma a 0-d tensor) to the k-diffusion call ``model(x, sigma * s_in)``."""
+    return lambda x, sigma, **_: denoiser(x, sigma[0])
+
+
+def cleanup_sigmas(sigmas: torch.Tensor, strength: float) -> torch.Tensor:
+    """The tail of ``sigmas`` covering the last ``strength`` of its steps (at least one step)."""
+    if not 0.0 < strength <= 1.0:
+        raise InputError(f"the clean-up strength is a fraction of the steps in (0, 1] (0.05-0.25 is typical); got {strength}")
+    steps = len(sigmas) - 1
+    n = max(1, round(steps * strength))
+    return sigmas[-(n + 1):]
+
+
+@torch.no_grad()
+def refine(denoiser: Denoise, latent: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *, kind: str = "eps",
+           sampler: str = "euler", seed: int = 0, eta: float = 1.0, callback: Callback | None = None,
+           disable: bool | None = None) -> torch.Tensor:
+    """Clean-up pass: noise a finished model-domain latent to ``sigmas[0]`` with fresh noise and sample it again.
+
+    Run at low denoise (the tail of a schedule) it removes the grain that mixing can leave.
+    """
+    sig = check_sigmas(sigmas, kind).to(latent.device)
+    start = process_for(kind).add_noise(latent, _noise.randn(latent, seed, _noise.CLEANUP_RENOISE), float(sig[0]))
+    return run_sampler(sampler, _k_model(denoiser), start, sig, None, callback, disable, kind=kind, eta=eta, seed=seed,
+                       noise_stream=_noise.CLEANUP_ANCESTRAL)
+
+
+@torch.no_grad()
+def sample(
+    denoiser: Denoise,
+    reference: torch.Tensor,
+    sigmas: torch.Tensor | Sequence[float],
+    *,
+    kind: str = "eps",
+    schedule: str | torch.Tensor | Sequence[float] = "cosine",
+    alpha_1: float = 3.0,
+    start: float = 0.0,
+    stop: float = 1.0,
+    minimum: float = 0.0,
+    maximum: float = 1.0,
+    sampler: str = "euler",
+    blend: str = "lerp",
+    seed: int = 0,
+    noise: torch.Tensor | None = None,
+    shared_noise: bool = True,
+    eta: float = 1.0,
+    cleanup: float = 0.0,
+    callback: Callback | None = None,
+    disable: bool | None = None,
+) -> torch.Tensor:
+    """Iterative mixing from a clean (upscaled) model-domain ``reference``; returns the model-domain result.
+
+    ``denoiser(x, sigma)`` returns the x0 estimate (sigma is a 0-d tensor). The reference is noised to every
+    sigma of the schedule with the forward process of ``kind`` (eps/v: ``z + sigma eps``, flow:
+    ``(1 - sigma) z + sigma eps``), the sampler starts from the copy at sigma_0, and before step k the latent is
+    blended with the copy at sigma_k using weight ``schedule[k]`` (a name from :mod:`.schedules` with
+    ``alpha_1/start/stop/minimum/maximum``, or one weight per step). ``cleanup > 0`` re-runs the last ``cleanup``
+    of the schedule from fresh noise without mixing. Runs with the same arguments repeat exactly.
+    """
+    if not isinstance(reference, torch.Tensor) or not reference.is_floating_point():
+        raise InputError("the reference must be a floating-point latent tensor in the model domain")
+    sig = check_sigmas(sigmas, kind).to(reference.device)
+    steps = len(sig) - 1
+    weights = as_weights(schedule, steps, alpha_1=alpha_1, start=start, stop=stop, minimum=minimum, maximum=maximum)
+    copies = Unsampler(reference, sig[:-1], kind=kind, seed=seed, shared_noise=shared_noise, noise=noise)
+    x = sample_mixing(_k_model(denoiser), copies[0], sig, None, callback, disable, noised=copies, weights=weights,
+                      sampler=sampler, blend=blend, kind=kind, eta=eta, seed=seed)
+    if cleanup:
+        x = refine(denoiser, x, cleanup_sigmas(sig, cleanup), kind=kind, sampler=sampler, seed=seed, eta=eta,
+                   disable=disable)
+    return x

@@ -1,0 +1,75 @@
+"""Forward (noising) processes in the model domain: how a clean latent z is brought to noise level sigma.
+
+* ``ve`` (variance exploding, k-diffusion's form) for epsilon- and v-prediction models: ``x = z + sigma * eps``.
+  A diffusers/ComfyUI UNet sees ``x / sqrt(1 + sigma**2)``; samplers and the unsampler work on ``x`` itself.
+* ``flow`` (rectified flow) for flow-matching models (SD3, FLUX, Sana, ...): ``x = (1 - sigma) * z + sigma * eps``,
+  with ``sigma`` in [0, 1].
+
+Both are ``x = alpha(sigma) * z + sigma * eps``; samplers that need ``alpha`` take the process, never the model type.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .. import spaces
+from ..errors import InputError
+
+KINDS = ("eps", "v", "flow")
+
+
+@dataclass(frozen=True)
+class ForwardProcess:
+    """``x = alpha(sigma) * z + sigma * eps`` for one family of models."""
+
+    name: str  # "ve" or "flow"
+
+    def alpha(self, sigma: float) -> float:
+        """Scale of the clean latent at noise level ``sigma``."""
+        return 1.0 - sigma if self.name == "flow" else 1.0
+
+    def add_noise(self, z: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The clean model-domain latent ``z`` noised to ``sigma`` with the standard normal ``noise``."""
+        if self.name == "flow":
+            return torch.lerp(z, noise, sigma)  # (1 - s) z + s e, exactly e at s = 1
+        return torch.add(z, noise, alpha=sigma)
+
+
+VE = ForwardProcess("ve")
+FLOW = ForwardProcess("flow")
+
+
+def process_for(kind: str) -> ForwardProcess:
+    """The forward process of a model that predicts ``kind`` (eps, v or flow)."""
+    if kind not in KINDS:
+        raise InputError(f"unknown model kind {kind!r}: use 'eps' or 'v' (z + sigma*eps noising) or 'flow' "
+                         "((1 - sigma)*z + sigma*eps, for SD3/FLUX-class models)")
+    return FLOW if kind == "flow" else VE
+
+
+def kind_of(space: str | spaces.LatentSpace) -> str:
+    """The model kind (eps, v or flow) the registry records for ``space``."""
+    return spaces.get(space).prediction
+
+
+def check_sigmas(sigmas: torch.Tensor | Sequence[float], kind: str, *, what: str = "sigmas") -> torch.Tensor:
+    """Validate a sampler schedule (strictly decreasing, >= 0, <= 1 for flow, >= 2 entries); returns it as a tensor."""
+    sig = torch.as_tensor(sigmas).detach()
+    if sig.ndim != 1 or sig.numel() < 2:
+        raise InputError(f"{what} must be a 1-D schedule with at least 2 entries (sigma_0 ... sigma_S, usually ending "
+                         f"in 0); got shape {tuple(sig.shape)}")
+    values = sig.double().tolist()
+    if not all(math.isfinite(v) for v in values) or min(values) < 0:
+        raise InputError(f"{what} must be finite and >= 0; got {values}")
+    if any(b >= a for a, b in itertools.pairwise(values)):
+        raise InputError(f"{what} must be strictly decreasing (noisiest first); got {values}: sort them descending "
+                         "and drop repeated entries")
+    if kind == "flow" and values[0] > 1:
+        raise InputError(f"flow-matching sigmas lie in [0, 1], but {what} start at {values[0]:g}: pass the model's "
+                         "flow schedule, or kind='eps' for a variance-exploding model")
+    return sig

@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from latentbridge import mixing
+from latentbridge.errors import InputError
+
+from .conftest import sigmas_for
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_sample_mixing_keeps_the_reference_structure(gaussian, kind):
+    # without mixing the result is a fresh sample; with the cosine schedule it stays near the reference
+    steps = 20
+    sig = sigmas_for(kind, steps)
+    ref = gaussian.sample(1, 4, 16, 16)
+    d = gaussian.denoiser(kind)
+    free = mixing.sample(d, ref, sig, kind=kind, schedule=torch.zeros(steps), seed=1, disable=True)
+    mixed = mixing.sample(d, ref, sig, kind=kind, alpha_1=1.0, seed=1, disable=True)
+    stretched = mixing.sample(d, ref, sig, kind=kind, alpha_1=1.0, stop=2.0, seed=1, disable=True)
+    err = [(t - ref).pow(2).mean().item() for t in (free, mixed, stretched)]
+    assert err[2] < err[1] < err[0]
+
+
+def test_sample_returns_input_device_dtype_and_leaves_the_reference(gaussian):
+    ref = gaussian.sample(1, 4, 8, 8).half()
+    before = ref.clone()
+    out = mixing.sample(gaussian.denoiser("eps"), ref, sigmas_for("eps", 4), disable=True)
+    assert out.dtype == torch.float16 and out.shape == ref.shape
+    assert torch.equal(ref, before)
+
+
+def test_sample_accepts_sigmas_as_a_list(gaussian):
+    ref = gaussian.sample(1, 4, 8, 8)
+    sig = sigmas_for("flow", 4)
+    a = mixing.sample(gaussian.denoiser("flow"), ref, sig.tolist(), kind="flow", disable=True)
+    b = mixing.sample(gaussian.denoiser("flow"), ref, sig, kind="flow", disable=True)
+    assert torch.allclose(a, b)
+
+
+def test_cleanup_pass_reruns_the_tail_from_fresh_noise(gaussian):
+    sig = sigmas_for("eps", 20)
+    assert torch.equal(mixing.cleanup_sigmas(sig, 0.25), sig[-6:])
+    assert len(mixing.cleanup_sigmas(sig, 0.01)) == 2  # at least one step
+    ref = gaussian.sample(1, 4, 8, 8)
+    calls: list = []
+    plain = mixing.sample(gaussian.denoiser("eps"), ref, sig, seed=3, disable=True)
+    cleaned = mixing.sample(gaussian.denoiser("eps", calls), ref, sig, seed=3, cleanup=0.25, disable=True)
+    assert len(calls) == 20 + 5
+    assert [c[1] for c in calls[20:]] == pytest.approx(sig[-6:-1].tolist())
+    assert not torch.equal(plain, cleaned)
+    again = mixing.refine(gaussian.denoiser("eps"), plain, mixing.cleanup_sigmas(sig, 0.25), seed=3, disable=True)
+    assert torch.equal(again, cleaned)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"alpha_1": 0.0}, "alpha_1 must be > 0"),
+    ({"start": 1.2}, "start is a fraction"),
+    ({"stop": -1.0}, "stop must be a fraction"),
+    ({"schedule": torch.ones(3)}, "3 weights but the sampler takes 5 steps"),
+    ({"schedule": torch.full((5,), 2.0)}, "must lie in"),
+    ({"kind": "x0"}, "unknown model kind"),
+    ({"sampler": "lms"}, "unknown sampler"),
+    ({"blend": "mean"}, "unknown blending function"),
+    ({"cleanup": 1.5}, "clean-up strength"),
+    ({"noise": torch.randn(1, 4, 4, 4)}, "noise has shape"),
+    ({"seed": -4}, "non-negative integer"),
+])
+def test_sample_bad_input_says_what_to_change(gaussian, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        mixing.sample(gaussian.denoiser("eps"), gaussian.sample(1, 4, 8, 8), sigmas_for("eps", 5), **kwargs)
+
+
+def test_sample_bad_sigmas_and_reference(gaussian):
+    d = gaussian.denoiser("eps")
+    ref = gaussian.sample(1, 4, 8, 8)
+    with pytest.raises(InputError, match="at least 2 entries"):
+        mixing.sample(d, ref, [3.0])
+    with pytest.raises(InputError, match="strictly decreasing"):
+        mixing.sample(d, ref, [1.0, 1.0, 0.0])
+    with pytest.raises(InputError, match="flow-matching sigmas lie in"):
+        mixing.sample(d, ref, sigmas_for("eps", 5), kind="flow")
+    with pytest.raises(InputError, match="floating-point latent"):
+        mixing.sample(d, torch.ones(1, 4, 8, 8, dtype=torch.int64), sigmas_for("eps", 5))
