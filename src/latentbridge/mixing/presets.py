@@ -1,8 +1,10 @@
 """Starting settings per model family, so a first upscale with mixing looks reasonable.
 
 They follow the published defaults (DemoFusion: cosine schedule, alpha_1 = 3, full denoise; the Iterative Mixer's
-README: a clean-up pass at denoise 0.05-0.25) with the samplers each family is usually run with. They were not
-tuned on real checkpoints here (none runs offline); treat them as a first run, not an optimum.
+README: a clean-up pass at denoise 0.05-0.25) with the samplers each family is usually run with. Flow models get
+alpha_1 = 1.5: their schedules are shifted towards noise (shift about 3), and 1.5 keeps roughly DemoFusion's copy
+weight at the same signal-to-noise ratio as alpha_1 = 3 on SDXL's schedule. They were not tuned on real
+checkpoints here (none runs offline); treat them as a first run, not an optimum.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "sd1": Preset(steps=30, alpha_1=3.0, sampler="dpmpp_2m", cleanup=0.15),
     "sdxl": Preset(steps=30, alpha_1=3.0, sampler="dpmpp_2m", cleanup=0.15),
-    "sd3": Preset(steps=28, alpha_1=3.0, sampler="flow_euler", cleanup=0.1),
-    "flux1": Preset(steps=28, alpha_1=3.0, sampler="flow_euler", cleanup=0.1),
+    "sd3": Preset(steps=28, alpha_1=1.5, sampler="flow_euler", cleanup=0.1),
+    "flux1": Preset(steps=28, alpha_1=1.5, sampler="flow_euler", cleanup=0.1),
 }
 _BY_KIND = {"eps": "sdxl", "v": "sdxl", "flow": "flux1"}
 
