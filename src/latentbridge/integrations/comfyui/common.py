@@ -1,0 +1,88 @@
+"""What every node of the pack shares: the category, the LATENT dict conventions and the space input.
+
+A ComfyUI ``LATENT`` is a dict whose ``samples`` tensor is in the **raw** domain (what the VAE emits), with optional
+``noise_mask`` and ``batch_index``. Nodes of this pack add one key, :data:`SPACE_KEY`, holding the id of the space
+the samples are known to be in (set by Load Latent, later by the interposer), so the next node need not guess.
+Nodes never change a LATENT they were given: they return a new dict (other keys kept) with new tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from latentbridge import spaces
+from latentbridge.errors import AmbiguousError, InputError
+
+CATEGORY = "latentbridge"
+SPACE_KEY = "latentbridge_space"  # LATENT dict key: id of the space the samples are known to be in
+AUTO = "auto"
+NODE_HINT = "in ComfyUI, choose it in the node's 'space' input"
+
+
+def space_choices() -> list[str]:
+    """The values of a node's ``space`` input: ``auto`` then every registered space id."""
+    return [AUTO, *(s.id for s in spaces.all())]
+
+
+def space_input(tooltip: str) -> tuple[list[str], dict[str, str]]:
+    """A ``space`` COMBO input defaulting to ``auto``."""
+    return space_choices(), {"default": AUTO, "tooltip": tooltip}
+
+
+def latent_samples(latent: Any, name: str = "samples") -> torch.Tensor:
+    """The raw-domain tensor of a ComfyUI LATENT dict; InputError when ``latent`` is not one."""
+    if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):
+        raise InputError(f"input '{name}' must be a ComfyUI LATENT (a dict holding a 'samples' tensor), "
+                         f"got {type(latent).__name__}: connect a LATENT output to it")
+    return latent["samples"]
+
+
+def stated_space(latent: dict) -> spaces.LatentSpace | None:
+    """The space a pack node recorded in ``latent``, if any."""
+    name = latent.get(SPACE_KEY)
+    return spaces.get(name) if name else None
+
+
+def new_latent(latent: dict, samples: torch.Tensor, space: spaces.LatentSpace | None) -> dict:
+    """A new LATENT dict: the keys of ``latent`` kept, ``samples`` replaced and ``space`` recorded (or dropped)."""
+    out = dict(latent)
+    out["samples"] = samples
+    if space is None:
+        out.pop(SPACE_KEY, None)
+    else:
+        out[SPACE_KEY] = space.id
+    return out
+
+
+def known_space(samples: torch.Tensor, choice: str,
+                stated: spaces.LatentSpace | None = None) -> tuple[spaces.LatentSpace | None, str]:
+    """The space chosen on the node, else the one ``stated`` by the latent or file, checked against the shape of the
+    raw ``samples``; None when neither says (never a guess). Returns it and how it was settled."""
+    if choice != AUTO:
+        space, how = spaces.get(choice), "chosen on the node"
+    elif stated is not None:
+        space, how = stated, "stated by the latent"
+    else:
+        return None, "not stated"
+    spaces.validate(samples, space, "raw", finite=False)
+    return space, how
+
+
+def resolve_space(samples: torch.Tensor, choice: str, *, stated: spaces.LatentSpace | None = None,
+                  required: bool = True) -> tuple[spaces.LatentSpace | None, str]:
+    """Like :func:`known_space`, falling back to detection when it is unambiguous.
+
+    Returns the space (None only when ``required`` is False and detection cannot tell) and how it was settled.
+    """
+    space, how = known_space(samples, choice, stated)
+    if space is not None:
+        return space, how
+    found = spaces.detect(samples, {"domain": "raw"})
+    if not found.ambiguous and found.best is not None:
+        return found.best.space, f"detected: {found.summary}"
+    if not required:
+        return None, f"not known: {found.summary}"
+    error = AmbiguousError if found.ambiguous else InputError  # what Detection.require() raises
+    raise error(f"{found.summary}; {NODE_HINT}")

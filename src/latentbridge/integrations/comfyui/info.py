@@ -1,0 +1,96 @@
+"""Latent Info: what a LATENT is (shape, space, image size) and its statistics, as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from latentbridge import io, spaces
+from latentbridge.cli.base import latent_summary
+from latentbridge.integrations.comfyui.common import (
+    AUTO,
+    CATEGORY,
+    latent_samples,
+    resolve_space,
+    space_input,
+    stated_space,
+)
+
+SHOWN_CHANNELS = 16  # per-channel statistics beyond this many channels are summarised
+
+
+def describe(latent: dict, space: str = AUTO) -> str:
+    """Lines of text about a ComfyUI LATENT: shape, space (and how it was settled), statistics, detection."""
+    tensor = latent_samples(latent)
+    sp, how = resolve_space(tensor, space, stated=stated_space(latent), required=False)
+    summary = latent_summary(io.LatentFile(tensor, sp.id if sp else None, "raw"))
+    lines = [f"LATENT {tuple(summary['shape'])} {summary['dtype']} on {tensor.device}"]
+    if sp is not None:
+        h, w = tensor.shape[-2:]
+        lines.append(f"space: {sp.id}, {sp.title} ({how.split(':')[0]}); stands for a "
+                     f"{h * sp.downscale}x{w * sp.downscale} px image")
+    else:
+        lines.append("space: not known (detection below cannot tell; choose it in the node's 'space' input)")
+    lines.append(_stats_line("raw", summary["stats"]))
+    if sp is not None and summary["stats"]:
+        model = spaces.convert_domain(tensor.float(), sp, "raw", "model")
+        lines.append(_stats_line("model", latent_summary(io.LatentFile(model))["stats"]))
+    if summary["nonfinite"]:
+        lines.append(f"WARNING: {summary['nonfinite']} NaN or infinite values")
+    lines.append(_channel_line(tensor))
+    if isinstance(latent.get("noise_mask"), torch.Tensor):
+        lines.append(f"noise_mask {tuple(latent['noise_mask'].shape)}")
+    if latent.get("batch_index") is not None:
+        lines.append(f"batch_index {list(latent['batch_index'])}")
+    found = spaces.detect(tensor, {"domain": "raw"})
+    lines.append(f"detection from the statistics alone: {found.summary}")
+    lines += [f"  {c.confidence:6.1%}  {c.space.id:<15} {c.reason}" for c in found.candidates[:4]]
+    return "\n".join(lines)
+
+
+def _stats_line(domain: str, stats: dict[str, float]) -> str:
+    if not stats:
+        return f"{domain} domain: no finite values"
+    return (f"{domain} domain: min {stats['min']:.4g}  max {stats['max']:.4g}  mean {stats['mean']:.4g}  "
+            f"std {stats['std']:.4g}")
+
+
+def _channel_line(tensor: torch.Tensor) -> str:
+    """Mean/std of each channel (raw domain) over batch and pixels."""
+    t = tensor.detach().float().transpose(0, 1).reshape(tensor.shape[1], -1)
+    t = torch.where(torch.isfinite(t), t, torch.nan)
+    mean, std = t.nanmean(1), (t - t.nanmean(1, keepdim=True)).pow(2).nanmean(1).sqrt()
+    shown = [f"{i}: {m:.3g}/{s:.3g}" for i, (m, s) in enumerate(zip(mean.tolist(), std.tolist(), strict=True))][:SHOWN_CHANNELS]
+    more = f" ... ({tensor.shape[1] - SHOWN_CHANNELS} more)" if tensor.shape[1] > SHOWN_CHANNELS else ""
+    return "channels (mean/std): " + "  ".join(shown) + more
+
+
+class LatentInfo:
+    NODE_ID = "LatentBridgeLatentInfo"
+    DISPLAY_NAME = "Latent Info (latentbridge)"
+    DESCRIPTION = ("Describe a LATENT as text: shape, latent space (stated, chosen or detected), the image size it "
+                   "stands for, statistics in the raw and model domains, per-channel statistics and detection.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("info",)
+    OUTPUT_TOOLTIPS = ("the description, e.g. for a Preview Any node",)
+    FUNCTION = "info"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "samples": ("LATENT", {"tooltip": "the latent to describe (it is not changed)"}),
+                "space": space_input("latent space to assume. auto: the space a latentbridge node stated, else "
+                                     "detection when it is unambiguous"),
+            },
+        }
+
+    def info(self, samples: dict, space: str = AUTO) -> dict[str, Any]:
+        text = describe(samples, space)
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
+NODES = (LatentInfo,)

@@ -1,0 +1,69 @@
+"""LATENT dict helpers and how a node settles the space of its samples."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentbridge import spaces
+from latentbridge.errors import AmbiguousError, InputError, UnknownSpaceError
+from latentbridge.integrations.comfyui.common import (
+    AUTO,
+    SPACE_KEY,
+    latent_samples,
+    new_latent,
+    resolve_space,
+    space_choices,
+    stated_space,
+)
+
+
+def test_space_choices_offer_auto_and_every_registered_space():
+    assert space_choices() == [AUTO, *(s.id for s in spaces.all())]
+
+
+def test_latent_samples_rejects_what_is_not_a_latent_dict():
+    with pytest.raises(InputError, match="must be a ComfyUI LATENT"):
+        latent_samples(torch.zeros(1, 4, 8, 8))
+
+
+def test_new_latent_keeps_other_keys_and_leaves_the_input_alone():
+    latent = {"samples": torch.zeros(2, 4, 8, 8), "batch_index": [0, 1], SPACE_KEY: "sd1"}
+    out = new_latent(latent, torch.ones(2, 16, 8, 8), spaces.get("flux1"))
+    assert out["batch_index"] == [0, 1] and out[SPACE_KEY] == "flux1"
+    assert latent[SPACE_KEY] == "sd1" and latent["samples"].abs().sum() == 0
+    assert SPACE_KEY not in new_latent(latent, latent["samples"], None)
+    assert stated_space(out) is spaces.get("flux1") and stated_space({"samples": out["samples"]}) is None
+
+
+@pytest.mark.parametrize("space", [s for s in spaces.all() if s.ndim == 4], ids=lambda s: s.id)
+def test_resolve_space_takes_the_chosen_space(space):
+    samples = torch.randn(1, space.channels, 4, 4)
+    assert resolve_space(samples, space.id) == (space, "chosen on the node")
+
+
+def test_resolve_space_prefers_the_choice_over_the_stated_space():
+    samples = torch.randn(1, 4, 8, 8)
+    assert resolve_space(samples, "sdxl", stated=spaces.get("sd1"))[0] is spaces.get("sdxl")
+    assert resolve_space(samples, AUTO, stated=spaces.get("sd1")) == (spaces.get("sd1"), "stated by the latent")
+
+
+def test_resolve_space_detects_an_unambiguous_space():
+    flux_raw = spaces.get("flux1").from_model(torch.randn(1, 16, 16, 16))
+    space, how = resolve_space(flux_raw, AUTO)
+    assert space is spaces.get("flux1") and how.startswith("detected")
+
+
+def test_resolve_space_names_the_node_input_when_detection_cannot_tell():
+    sd_like = torch.randn(1, 4, 16, 16) * 6
+    with pytest.raises(AmbiguousError, match="cannot tell.*choose it in the node's 'space' input"):
+        resolve_space(sd_like, AUTO)
+    space, how = resolve_space(sd_like, AUTO, required=False)
+    assert space is None and how.startswith("not known")
+
+
+def test_resolve_space_rejects_a_choice_that_does_not_fit_the_shape():
+    with pytest.raises(InputError, match="C=16"):
+        resolve_space(torch.randn(1, 4, 8, 8), "flux1")
+    with pytest.raises(UnknownSpaceError, match="known spaces"):
+        resolve_space(torch.randn(1, 4, 8, 8), "sd9")

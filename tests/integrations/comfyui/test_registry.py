@@ -1,0 +1,82 @@
+"""The node table: stable ids, one category, tooltips everywhere, and the ways ComfyUI loads the pack."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from latentbridge.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, registry
+from latentbridge.integrations.comfyui.common import CATEGORY
+
+ROOT = Path(__file__).resolve().parents[3]
+PACK = ROOT / "src" / "latentbridge" / "integrations" / "comfyui"
+
+# Ids saved in users' workflows: a released id is never renamed, removed or reused for another node.
+RELEASED_IDS = {"LatentBridgeSaveLatent", "LatentBridgeLoadLatent", "LatentBridgeLatentInfo"}
+
+
+def test_registry_keeps_every_released_node_id():
+    assert RELEASED_IDS <= set(NODE_CLASS_MAPPINGS)
+    assert all(re.fullmatch(r"LatentBridge[A-Z]\w+", node_id) for node_id in NODE_CLASS_MAPPINGS)
+
+
+def test_registry_refuses_duplicate_ids():
+    class Twin:
+        NODE_ID, DISPLAY_NAME = "LatentBridgeSaveLatent", "twin"
+
+    group = type(sys)("twin_group")
+    group.NODES = (Twin,)
+    with pytest.raises(RuntimeError, match="defined twice"):
+        registry.node_mappings((*registry.GROUPS, group))
+
+
+@pytest.mark.parametrize("node_id", sorted(NODE_CLASS_MAPPINGS))
+def test_node_has_category_description_and_a_tooltip_on_every_input(node_id, comfy):
+    cls = NODE_CLASS_MAPPINGS[node_id]
+    assert cls.CATEGORY == CATEGORY
+    assert cls.DESCRIPTION and NODE_DISPLAY_NAME_MAPPINGS[node_id].endswith("(latentbridge)")
+    assert callable(getattr(cls(), cls.FUNCTION))
+    inputs = cls.INPUT_TYPES()
+    for section in ("required", "optional"):
+        for name, spec in inputs.get(section, {}).items():
+            assert len(spec) == 2 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+    if getattr(cls, "RETURN_TYPES", ()):
+        assert len(getattr(cls, "OUTPUT_TOOLTIPS", ())) == len(cls.RETURN_TYPES)
+
+
+def test_pack_folder_loads_as_a_top_level_module_like_custom_nodes():
+    """ComfyUI imports a custom_nodes folder under a name of its own: absolute imports must carry the pack."""
+    spec = importlib.util.spec_from_file_location("custom_nodes_latentbridge_probe", PACK / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.NODE_CLASS_MAPPINGS == NODE_CLASS_MAPPINGS
+
+
+def test_one_line_pack_file_exports_the_mappings():
+    path = ROOT / "examples" / "comfyui" / "latentbridge_nodes.py"
+    assert len(path.read_text().strip().splitlines()) == 1
+    spec = importlib.util.spec_from_file_location("latentbridge_nodes_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.NODE_DISPLAY_NAME_MAPPINGS == NODE_DISPLAY_NAME_MAPPINGS
+
+
+def test_pack_requirements_never_list_torch_or_comfy():
+    """ComfyUI-Manager pip-installs a custom_nodes folder's requirements.txt: it must not replace the user's torch."""
+    requirements = ROOT / "requirements.txt"
+    if not requirements.is_file():
+        pytest.skip("no requirements.txt for installing the repository as a custom_nodes folder yet")
+    lines = [line.split("#")[0].strip() for line in requirements.read_text().splitlines()]
+    names = {re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0].lower() for line in lines if line}
+    assert not names & {"torch", "torchvision", "torchaudio", "comfy", "comfyui"}
+
+
+def test_core_never_imports_comfyui():
+    comfy_import = re.compile(r"^\s*(?:import|from)\s+(?:comfy|comfy_extras|comfy_api|folder_paths|nodes)\b", re.M)
+    core = [p for p in (ROOT / "src" / "latentbridge").rglob("*.py") if PACK not in p.parents]
+    offenders = [str(p.relative_to(ROOT)) for p in core if comfy_import.search(p.read_text())]
+    assert not offenders, f"core modules import ComfyUI: {offenders}"
