@@ -1,0 +1,178 @@
+"""``load()``: a TAESD-family model from a name, a file or two, cached per (files, device, dtype).
+
+Names (``taesd``, ``taesdxl``, ``taesd3``, ``taef1``, ``taef2``, ``taesana``, each also with ``_encoder`` /
+``_decoder``) are looked up through :func:`latentbridge.weights.resolve` (kind ``vae_approx``): first the two
+upstream half files (``<name>_encoder.*``, ``<name>_decoder.*``), then a combined file (``<name>.*``), then the
+Hugging Face cache and hub where a published combined file is known.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .. import spaces, weights
+from ..errors import WeightsFormatError, WeightsNotFoundError
+from . import layouts
+from .model import TinyAutoencoder
+
+KIND = "vae_approx"
+_DIFFUSERS = "diffusion_pytorch_model.safetensors"
+HUB: dict[str, weights.HubFile | None] = {
+    "taesd": weights.HubFile("madebyollin/taesd", _DIFFUSERS),
+    "taesdxl": weights.HubFile("madebyollin/taesdxl", _DIFFUSERS),
+    "taesd3": weights.HubFile("madebyollin/taesd3", _DIFFUSERS),
+    "taef1": weights.HubFile("madebyollin/taef1", _DIFFUSERS),
+    "taef2": weights.HubFile("madebyollin/taef2", "taef2.safetensors"),
+    "taesana": None,  # only the upstream .pth files (github.com/madebyollin/taesd)
+}
+NAMES = tuple(HUB)
+_SUFFIXES = (".safetensors", ".pth", ".pt")
+_UPSTREAM = "https://github.com/madebyollin/taesd"
+
+_cache: dict[tuple, TinyAutoencoder] = {}
+_lock = threading.Lock()
+
+PathLike = str | os.PathLike
+
+
+def split_name(name: str) -> tuple[str, str | None] | None:
+    """``"taef2_decoder"`` -> ``("taef2", "decoder")``; ``"taef2"`` -> ``("taef2", None)``; None if not a known name."""
+    key = name.lower()
+    for part in layouts.HALVES:
+        if key.endswith("_" + part) and key[: -len(part) - 1] in HUB:
+            return key[: -len(part) - 1], part
+    return (key, None) if key in HUB else None
+
+
+def space_of(name: str) -> spaces.LatentSpace | None:
+    """The registry space whose tiny autoencoder is ``name`` (the first one, e.g. sdxl for taesdxl)."""
+    return next((s for s in spaces.all() if s.tiny == name), None)
+
+
+def locate(name: str, *, models_dir: PathLike | None = None) -> list[Path]:
+    """The files that hold the named model: both halves, a combined file, or the one half that exists."""
+    split = split_name(name)
+    if split is None:
+        return [weights.resolve(name, kind=KIND, models_dir=models_dir)]
+    base, part = split
+    wanted = [part] if part else list(layouts.HALVES)
+    found = []
+    for half in wanted:
+        try:
+            found.append(weights.resolve(f"{base}_{half}", filenames=_files(f"{base}_{half}"), kind=KIND,
+                                         models_dir=models_dir, allow_download=False))
+        except WeightsNotFoundError:
+            pass
+    if len(found) == len(wanted):
+        return found
+    hub = [HUB[base]] if HUB[base] else []
+    try:
+        return [weights.resolve(base, filenames=_files(base), kind=KIND, hub=hub, models_dir=models_dir)]
+    except WeightsNotFoundError as e:
+        if found:
+            return found  # one half is all there is; load it alone
+        halves = " and ".join(f"{base}_{h}.pth" for h in wanted)
+        raise WeightsNotFoundError(f"tiny autoencoder {name!r} not found: no {base}_{{encoder,decoder}}"
+                                   f".{{safetensors,pth}} and no combined file. {e}. Get {halves} from {_UPSTREAM}"
+                                   + (f" or {hub[0]}" if hub else "")) from None
+
+
+def _files(stem: str) -> list[str]:
+    return [stem + s for s in _SUFFIXES]
+
+
+def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.device | None = None,
+         dtype: torch.dtype | None = None, space: str | spaces.LatentSpace | None = None,
+         models_dir: PathLike | None = None) -> TinyAutoencoder:
+    """A tiny autoencoder (eval mode, frozen, cached) from a known name, a weight file, or a pair of files.
+
+    ``device`` defaults to CPU and ``dtype`` to float32 whatever the file stores. The variant and channel count
+    come from the weights; the latent space (needed for the raw/model domains) from ``space``, the name, the
+    file's metadata, ComfyUI's vae_scale/vae_shift, or the variant where only one space uses it.
+    """
+    device = torch.device(device or "cpu")
+    dtype = dtype or torch.float32
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+    if isinstance(name_or_path, (str, os.PathLike)):
+        label = str(name_or_path)
+        split = split_name(label) if not Path(label).is_file() else None
+        paths = locate(label, models_dir=models_dir)
+    else:
+        label, split, paths = " + ".join(map(str, name_or_path)), None, [Path(p) for p in name_or_path]
+    want = spaces.get(space) if space is not None else None
+    files = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    key = (files, split[1] if split else None, str(device), dtype, want.id if want else None)
+    with _lock:
+        model = _cache.get(key)
+        if model is None:
+            model = _build(paths, part=split[1] if split else None, name=split[0] if split else None, label=label,
+                           space=want).to(device=device, dtype=dtype)
+            _cache[key] = model
+    return model
+
+
+def clear_cache() -> None:
+    """Forget every cached model (e.g. after replacing a weight file in place with the same size and time)."""
+    with _lock:
+        _cache.clear()
+
+
+def _build(paths: Sequence[Path], *, part: str | None, name: str | None, label: str,
+           space: spaces.LatentSpace | None) -> TinyAutoencoder:
+    halves: dict[str, layouts.Half] = {}
+    scale = shift = None
+    meta_space = None
+    for path in paths:
+        tensors, metadata = weights.load_tensors(path)
+        parsed = layouts.parse(tensors, source=str(path))
+        for role, half in parsed.halves.items():
+            if role in halves:
+                raise WeightsFormatError(f"{label}: more than one {role} among {', '.join(map(str, paths))}; "
+                                         "pass one encoder file and one decoder file")
+            halves[role] = half
+        scale = parsed.vae_scale if parsed.vae_scale is not None else scale
+        shift = parsed.vae_shift if parsed.vae_shift is not None else shift
+        meta_space = metadata.get("latentbridge.space") or metadata.get("space") or meta_space
+    if part is not None:
+        if part not in halves:
+            raise WeightsFormatError(f"{label}: the file found ({', '.join(map(str, paths))}) holds no {part}")
+        halves = {part: halves[part]}
+    shapes = {(h.variant, h.latent_channels) for h in halves.values()}
+    if len(shapes) != 1:
+        desc = ", ".join(f"{h.role}: {h.variant} with {h.latent_channels} channels" for h in halves.values())
+        raise WeightsFormatError(f"{label}: the encoder and decoder do not belong together ({desc})")
+    variant, channels = shapes.pop()
+    nets = {}
+    for role, half in halves.items():
+        net = layouts.build(role, variant, channels)
+        net.load_state_dict({k: v.float() for k, v in half.state.items()}, strict=True)
+        nets[role] = net
+    found_space = space or _infer_space(name, meta_space, scale, shift, variant, channels)
+    if found_space is not None and found_space.taesd_channels != channels:
+        raise WeightsFormatError(f"{label}: a {channels}-channel model cannot serve {found_space.id} "
+                                 f"({found_space.taesd_channels} channels in the taesd domain)")
+    model = TinyAutoencoder(variant=variant, latent_channels=channels, encoder=nets.get("encoder"),
+                            decoder=nets.get("decoder"), space=found_space, name=name and (name + (f"_{part}" if part else "")))
+    return model.eval().requires_grad_(False)
+
+
+def _infer_space(name: str | None, meta_space: str | None, scale: float | None, shift: float | None,
+                 variant: str, channels: int) -> spaces.LatentSpace | None:
+    if name is not None:
+        return space_of(name)
+    if meta_space:
+        return spaces.get(meta_space)
+    candidates = [s for s in spaces.all() if s.tiny and s.taesd_channels == channels and s.latents_std is None]
+    if scale is not None and scale != 1.0:
+        hits = [s for s in candidates if abs(s.scaling_factor - scale) < 1e-4 and abs(s.shift_factor - (shift or 0.0)) < 1e-4]
+        if len(hits) == 1:
+            return hits[0]
+    # variants used by a single family: flux_2 is FLUX.2's, f32 is Sana's
+    by_variant = {"flux_2": "taef2", "f32": "taesana"}.get(variant)
+    return space_of(by_variant) if by_variant else None
