@@ -1,0 +1,234 @@
+"""Interposer model files: the published v4.0 set, our own files, where they are found, and loading them.
+
+Two kinds of file:
+
+* **v4.0** (city96/SD-Latent-Interposer): ``{src}-to-{dst}_interposer-v4.0.safetensors`` with the interposer
+  codes (v1, xl, v3, fx, ca); no metadata, so a file counts only under its published name. Raw latents in and out.
+* **bridge** (latentbridge): any name; the safetensors metadata states ``format``, the spaces, the domains the
+  network was trained on and its :class:`~latentbridge.interposer.net.BridgeConfig`.
+
+Files are looked up like every weight (:func:`latentbridge.weights.resolve`): an explicit path, the user's model
+folders (each also in its ``interposers`` subfolder), the Hugging Face cache, then the hub unless offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from .. import spaces, weights
+from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..weights import HubFile
+from .net import BridgeConfig, BridgeNet
+from .v4 import FusedV4, V4Config, V4Interposer, load_v4
+
+KIND = "interposers"  # model-folder subfolder searched for interposers
+FORMAT = "latentbridge.interposer/1"
+V4_REPO, V4_SUBFOLDER = "city96/SD-Latent-Interposer", "v4.0"
+# The published pairs (interposer.md §4): sources v1, xl, v3, fx, ca; targets v1, xl, v3.
+V4_PAIRS = (("v1", "xl"), ("v1", "v3"), ("xl", "v1"), ("xl", "v3"), ("v3", "v1"), ("v3", "xl"),
+            ("fx", "v1"), ("fx", "xl"), ("fx", "v3"), ("ca", "v1"), ("ca", "xl"), ("ca", "v3"))
+
+
+def v4_filename(src: str | spaces.LatentSpace, dst: str | spaces.LatentSpace) -> str:
+    """Published file name of the v4.0 model for a pair of spaces (by id, alias or code)."""
+    a, b = spaces.get(src), spaces.get(dst)
+    if not (a.interposer_code and b.interposer_code):
+        raise WeightsNotFoundError(f"v4.0 has no model for {a.id} -> {b.id}: only interposer codes exist for "
+                                   f"{', '.join(s.id for s in spaces.all() if s.interposer_code)}")
+    return f"{a.interposer_code}-to-{b.interposer_code}_interposer-v4.0.safetensors"
+
+
+def _v4_scale(src: spaces.LatentSpace, dst: spaces.LatentSpace) -> float:
+    """The nearest-resize factor of a v4.0 pair: ``ca`` (/4) into /8 spaces is 0.5 (interposer.md §4)."""
+    return src.downscale / dst.downscale
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One interposer the planner can use: a file on disk, or a published file on the hub."""
+
+    src: str  # space id
+    dst: str
+    kind: str  # "v4" | "bridge"
+    location: Path | HubFile
+    domain_in: str = "raw"
+    domain_out: str = "raw"
+    flops_per_pixel: float = 0.0  # per input latent pixel, in domain_in
+    metrics: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.location, Path)
+
+    def gflops_per_megapixel(self) -> float:
+        """Work per megapixel of the image the latent stands for."""
+        d = spaces.get(self.src).downscale_in(self.domain_in)
+        return self.flops_per_pixel * 1e6 / (d * d) / 1e9
+
+    def describe(self) -> str:
+        where = str(self.location) if self.local else f"{self.location} (download)"
+        return f"{self.src} -> {self.dst} [{self.kind}, {self.domain_in} latents] {where}"
+
+
+def v4_entry(src: str, dst: str, location: Path | HubFile) -> ModelEntry:
+    """The entry of a published v4.0 pair (shapes follow from the spaces)."""
+    a, b = spaces.get(src), spaces.get(dst)
+    config = V4Config(a.channels, b.channels, 64, 12, _v4_scale(a, b))
+    return ModelEntry(a.id, b.id, "v4", location, "raw", "raw", config.flops_per_pixel())
+
+
+def read_header(path: Path) -> dict[str, str] | None:
+    """The metadata of a safetensors file, or None when the file is not one."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+def bridge_entry(path: Path, meta: dict[str, str] | None = None) -> ModelEntry:
+    """The entry of one of our files, from its metadata."""
+    meta = read_header(path) if meta is None else meta
+    if not meta or meta.get("format") != FORMAT:
+        raise WeightsFormatError(f"{path}: not a latentbridge interposer (its metadata lacks format = {FORMAT}); "
+                                 "v4.0 files must keep their published names")
+    try:
+        config = _config(meta)
+        src, dst = spaces.get(meta["src"]).id, spaces.get(meta["dst"]).id
+        metrics = json.loads(meta.get("metrics", "{}"))
+        return ModelEntry(src, dst, "bridge", path, meta["domain_in"], meta["domain_out"], config.flops_per_pixel(),
+                          metrics)
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsFormatError(f"{path}: broken interposer metadata ({e}); re-export the model") from None
+
+
+def _config(meta: dict[str, str]) -> BridgeConfig | V4Config:
+    """The network shape our metadata states: arch ``bridge`` (default) or ``v4`` (the v4.0 layout)."""
+    arch = meta.get("arch", "bridge")
+    if arch == "v4":
+        return V4Config(**json.loads(meta["config"]))
+    if arch != "bridge":
+        raise ValueError(f"unknown arch {arch!r}")
+    return BridgeConfig.from_json(meta["config"])
+
+
+def _folders(models_dir: str | os.PathLike | None) -> list[Path]:
+    if models_dir is not None:
+        root = Path(models_dir)
+        return [root / KIND, root]
+    return weights.search_dirs(KIND)
+
+
+def discover(models_dir: str | os.PathLike | None = None, *, hub: bool | None = None) -> list[ModelEntry]:
+    """Every interposer available: files in the model folders (only ``models_dir`` when given), the published
+    v4.0 files in the Hugging Face cache, and (unless offline, or ``hub=False``) those on the hub.
+
+    With ``models_dir`` given and offline mode on, only the files found in ``models_dir`` count.
+    """
+    download = (not weights.offline()) if hub is None else hub
+    found: dict[tuple[str, str, str], ModelEntry] = {}
+    v4_names = {v4_filename(a, b): (spaces.get(a).id, spaces.get(b).id) for a, b in V4_PAIRS}
+    for folder in _folders(models_dir):
+        for d in (folder, folder / V4_SUBFOLDER):
+            if not d.is_dir():
+                continue
+            for path in sorted(d.glob("*.safetensors")):
+                if path.name in v4_names:
+                    src, dst = v4_names[path.name]
+                    found.setdefault((src, dst, "v4"), v4_entry(src, dst, path))
+                    continue
+                meta = read_header(path)
+                if meta and meta.get("format") == FORMAT:
+                    entry = bridge_entry(path, meta)
+                    found.setdefault((entry.src, entry.dst, "bridge"), entry)
+    use_cache = models_dir is None or download
+    for name, (src, dst) in v4_names.items():
+        if (src, dst, "v4") in found or not use_cache:
+            continue
+        hub_file = HubFile(V4_REPO, name, V4_SUBFOLDER)
+        try:
+            path = weights.resolve(name, filenames=[name], kind=KIND, hub=[hub_file], models_dir=models_dir,
+                                   allow_download=False)
+            found[(src, dst, "v4")] = v4_entry(src, dst, path)
+        except WeightsNotFoundError:
+            if download:
+                found[(src, dst, "v4")] = v4_entry(src, dst, hub_file)
+    return list(found.values())
+
+
+def locate(entry: ModelEntry, models_dir: str | os.PathLike | None = None) -> Path:
+    """The file of ``entry`` on disk, downloading a published v4.0 file (through the HF cache) when needed."""
+    if isinstance(entry.location, Path):
+        return entry.location
+    return weights.resolve(entry.location.filename, filenames=[entry.location.filename], kind=KIND,
+                           hub=[entry.location], models_dir=models_dir, allow_download=True)
+
+
+def load_file(path: str | os.PathLike, *, src: str | None = None, dst: str | None = None) -> tuple[torch.nn.Module, ModelEntry]:
+    """Build the network stored in ``path`` (a bridge file, or a v4.0 file whose spaces are given or in its name)."""
+    path = Path(path)
+    tensors, meta = weights.load_tensors(path)
+    if meta.get("format") == FORMAT:
+        entry = bridge_entry(path, meta)
+        config = _config(meta)
+        if isinstance(config, V4Config):
+            return load_v4(tensors, scale=config.scale, source=str(path)), entry
+        net = BridgeNet(config)
+        missing, unexpected = _diff(net.state_dict(), tensors)
+        if missing or unexpected:
+            raise WeightsFormatError(f"{path}: the tensors do not match its config (missing {missing[:8]}, "
+                                     f"unexpected {unexpected[:8]}); re-export the model")
+        net.load_state_dict({k: v.float() for k, v in tensors.items()})
+        return net.eval(), entry
+    if src is None or dst is None:
+        names = {v4_filename(a, b): (a, b) for a, b in V4_PAIRS}
+        if path.name not in names:
+            raise WeightsFormatError(f"{path}: neither a latentbridge interposer (no metadata) nor a v4.0 file under "
+                                     "its published name ({src}-to-{dst}_interposer-v4.0.safetensors); say which "
+                                     "spaces it converts")
+        src, dst = names[path.name]
+    a, b = spaces.get(src), spaces.get(dst)
+    net = load_v4(tensors, scale=_v4_scale(a, b), source=str(path))
+    if net.config.ch_in != a.channels or net.config.ch_out != b.channels:
+        raise WeightsFormatError(f"{path}: maps {net.config.ch_in} to {net.config.ch_out} channels, but {a.id} -> "
+                                 f"{b.id} needs {a.channels} -> {b.channels}")
+    return net, v4_entry(a.id, b.id, path)
+
+
+def _diff(want: dict[str, torch.Tensor], have: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
+    missing = sorted(k for k in want if k not in have or tuple(have[k].shape) != tuple(want[k].shape))
+    return missing, sorted(set(have) - set(want))
+
+
+_CACHE: dict[tuple, torch.nn.Module] = {}
+_CACHE_SIZE = 4
+
+
+def inference_net(path: Path, entry: ModelEntry, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """The network of ``path`` ready for inference on ``device``/``dtype`` (v4.0 nets fused), cached."""
+    key = (str(path), path.stat().st_mtime_ns, str(device), dtype)
+    net = _CACHE.get(key)
+    if net is None:
+        net, _ = load_file(path, src=entry.src, dst=entry.dst)
+        if isinstance(net, V4Interposer):
+            net = FusedV4(net)
+        net = net.to(device, dtype).eval().requires_grad_(False)
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = net
+    return net
+
+
+def bridge_metadata(net: BridgeNet | V4Interposer, *, src: str, dst: str, domain_in: str, domain_out: str,
+                    metrics: dict | None = None) -> dict[str, str]:
+    """The safetensors metadata of one of our interposers (what :func:`bridge_entry` reads back)."""
+    arch = "v4" if isinstance(net, V4Interposer) else "bridge"
+    return {"format": FORMAT, "arch": arch, "config": json.dumps(asdict(net.config)), "src": spaces.get(src).id,
+            "dst": spaces.get(dst).id, "domain_in": domain_in, "domain_out": domain_out,
+            "metrics": json.dumps(metrics or {})}

@@ -1,0 +1,53 @@
+import pytest
+
+from latentbridge import weights
+from latentbridge.errors import WeightsFormatError
+from latentbridge.interposer import V4_PAIRS, bridge_entry, discover, v4_filename
+from latentbridge.weights import HubFile
+
+from .helpers import write_bridge, write_v4
+
+
+def test_v4_filenames_are_the_published_ones():
+    assert v4_filename("sdxl", "sd1") == "xl-to-v1_interposer-v4.0.safetensors"
+    assert v4_filename("cascade_b", "sd3") == "ca-to-v3_interposer-v4.0.safetensors"
+    assert len(V4_PAIRS) == 12
+
+
+def test_discover_finds_v4_and_bridge_files_in_models_dir_only_when_offline(tmp_path, monkeypatch):
+    write_v4(tmp_path / "m" / "interposers", "xl", "v1")
+    write_v4(tmp_path / "m" / "v4.0", "fx", "xl")
+    write_bridge(tmp_path / "m", "flux2", "sana")
+    (tmp_path / "m" / "unrelated.safetensors").write_bytes(b"not a safetensors file")
+    monkeypatch.setenv("LATENTBRIDGE_OFFLINE", "1")
+    found = {(e.src, e.dst, e.kind) for e in discover(tmp_path / "m")}
+    assert found == {("sdxl", "sd1", "v4"), ("flux1", "sdxl", "v4"), ("flux2", "sana", "bridge")}
+
+
+def test_discover_offers_the_published_v4_set_from_the_hub_when_online(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("LATENTBRIDGE_OFFLINE", raising=False)
+    monkeypatch.setattr(weights, "_from_hub", lambda h, download: None)  # nothing cached, and no network
+    write_v4(tmp_path / "m", "xl", "v1")
+    entries = discover(tmp_path / "m")
+    on_hub = [e for e in entries if isinstance(e.location, HubFile)]
+    assert len(on_hub) == 11 and all(e.location.subfolder == "v4.0" for e in on_hub)
+    assert next(e for e in entries if e.local).src == "sdxl"
+
+
+def test_discover_searches_the_user_model_folders_with_an_interposers_kind(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTBRIDGE_MODELS", str(tmp_path / "user"))
+    write_bridge(tmp_path / "user" / "interposers", "sana", "flux2")
+    assert any(e.src == "sana" and e.dst == "flux2" and e.local for e in discover(hub=False))
+
+
+def test_bridge_entry_refuses_files_without_our_metadata(tmp_path):
+    path = write_v4(tmp_path, "v1", "xl")
+    with pytest.raises(WeightsFormatError, match="not a latentbridge interposer"):
+        bridge_entry(path)
+
+
+def test_bridge_entry_reads_spaces_domains_and_metrics(tmp_path):
+    entry = bridge_entry(write_bridge(tmp_path, "flux2", "sana"))
+    assert (entry.src, entry.dst, entry.domain_in, entry.metrics) == ("flux2", "sana", "taesd", {"rel_mse": 0.5})
+    assert entry.flops_per_pixel > 0
