@@ -1,1 +1,3 @@
 """diffusers helpers: each lives in its own module and is re-exported here."""
+
+from .mixing import mixing_upscale as mixing_upscale
