@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ import torch
 
 from .. import spaces
 from ..errors import InputError
+from .learned import LearnedUpscaler, upscale_learned
 from .plain import Scale, plain_method, resample, resample_latent, target_size
 
 LEARNED = ("nn", "learned")
@@ -22,14 +24,15 @@ def upscale(
     method: str = "nn",
     domain: str = "taesd",
     size: Sequence[int] | None = None,
+    model: str | os.PathLike | LearnedUpscaler | None = None,
 ) -> torch.Tensor:
     """Resize a latent of ``space`` in ``domain`` (raw, model or taesd) by ``scale`` (or to ``size``, latent pixels
-    in that domain) with ``method``: 'nn' (the learned upscaler) or a plain one (nearest, bilinear, bicubic, area,
-    antialias). Returns a new tensor in the same domain, on the input's device and dtype.
+    in that domain) with ``method``: 'nn' (the learned upscaler; ``model`` picks a file other than the space's own)
+    or a plain one (nearest, bilinear, bicubic, area, antialias). Returns a new tensor in the same domain, on the
+    input's device and dtype.
     """
     if method.lower() in LEARNED:
-        raise InputError("the learned upscaler ('nn') has no trained weights in this version yet: "
-                         "use a plain method such as method='bicubic'")
+        return upscale_learned(latent, space, scale, domain=domain, size=size, model=model)
     return resample_latent(latent, space, scale, method=plain_method(method), domain=domain, size=size)
 
 
@@ -41,6 +44,7 @@ def upscale_samples(
     method: str = "nn",
     domain: str = "raw",
     size: Sequence[int] | None = None,
+    model: str | os.PathLike | LearnedUpscaler | None = None,
 ) -> dict[str, Any]:
     """Upscale a ComfyUI ``LATENT`` dict (``samples`` in ``domain``, raw by default): a new dict with every extra
     key kept, ``noise_mask`` resized to match (it may be at latent or at image resolution) and ``batch_index`` as is.
@@ -52,7 +56,7 @@ def upscale_samples(
     mask = samples.get("noise_mask")
     mask_size = _mask_target(mask, latent, sp, domain, scale, size) if mask is not None else None
     out = dict(samples)
-    out["samples"] = upscale(latent, sp, scale, method=method, domain=domain, size=size)
+    out["samples"] = upscale(latent, sp, scale, method=method, domain=domain, size=size, model=model)
     if mask is not None:
         out["noise_mask"] = _resize_mask(mask, mask_size)
     return out
