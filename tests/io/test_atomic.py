@@ -43,3 +43,15 @@ def test_atomic_path_refuses_an_unwritable_folder(tmp_path):
             pass
     finally:
         folder.chmod(0o700)
+
+
+def test_atomic_path_gives_the_file_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o644

@@ -42,6 +42,9 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp (and some writers) make 0600; give the user's usual permissions
         if overwrite:
             os.replace(tmp, path)
         else:
