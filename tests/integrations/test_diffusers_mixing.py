@@ -165,3 +165,10 @@ def test_mixing_upscale_bad_input_is_explained():
         dm.mixing_upscale(pipe, torch.randn(1, 4, 8, 8), prompt="a cat", sampler="flow_euler")
     with pytest.raises(InputError, match="does not know"):
         dm.mixing_upscale(object(), prompt="a cat")
+
+
+def test_family_rejects_unets_with_extra_input_channels():
+    pipe = tiny_pipeline("sd1")
+    pipe.unet.register_to_config(in_channels=9)  # what an inpainting UNet declares
+    with pytest.raises(InputError, match="9 input channels"):
+        dm.family(pipe)

@@ -84,7 +84,11 @@ class Unsampler:
 
     def materialise(self) -> torch.Tensor:
         """Every copy at once, step-major in sampler order: ``(steps * B, C, ...)``, sigma_0's batch first."""
-        return torch.cat([self[k] for k in range(len(self))])
+        b = self.reference.shape[0]
+        batch = self.reference.new_empty((len(self) * b, *self.reference.shape[1:]))
+        for k in range(len(self)):
+            batch[k * b:(k + 1) * b] = self[k]
+        return batch
 
 
 class NoisedBatch:

@@ -43,6 +43,9 @@ def family(pipe: Any) -> str:
         if "StableDiffusion3" in name:
             return "sd3"
     elif getattr(pipe, "unet", None) is not None and "StableDiffusion" in name:
+        if pipe.unet.config.in_channels != pipe.vae.config.latent_channels:
+            raise InputError(f"{name}'s UNet takes {pipe.unet.config.in_channels} input channels (an inpainting or "
+                             "upscaler model with extra inputs): mixing needs a plain text-to-image UNet")
         return "sdxl" if "XL" in name else "sd1"
     raise InputError(f"mixing_upscale does not know {name}: it drives StableDiffusion(XL)Pipeline, "
                      "StableDiffusion3Pipeline and FluxPipeline (and their img2img/variants of the same classes)")
