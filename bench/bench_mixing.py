@@ -140,7 +140,7 @@ def main() -> None:
         "# Iterative mixing benchmark",
         "",
         f"`bench/bench_mixing.py{' --quick' if args.quick else ''}`; torch {torch.__version__} on CPU, "
-        f"{torch.get_num_threads()} threads, load average {load:.1f} at the start (the machine is shared: end-to-end "
+        f"{torch.get_num_threads()} thread(s), load average {load:.1f} at the start (the machine is shared: end-to-end "
         "times are noisy, the isolated costs are the precise figure).",
         "",
         f"## Step time (random SD-layout UNet, latent 1 x 4 x {size} x {size}, {steps} Euler steps, {repeats} "
