@@ -119,7 +119,8 @@ def _half(role: str, state: dict[str, torch.Tensor], source: str) -> Half:
         variant, channels = identify(role, state)
     except KeyError as e:
         raise WeightsFormatError(_mismatch(source, None, f"the {role} has no key {e.args[0]}", sorted(state))) from None
-    expected = build(role, variant, channels).state_dict()
+    with torch.device("meta"):
+        expected = build(role, variant, channels).state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))

@@ -112,7 +112,7 @@ def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.dev
         model = _cache.get(key)
         if model is None:
             model = _build(paths, part=split[1] if split else None, name=split[0] if split else None, label=label,
-                           space=want).to(device=device, dtype=dtype)
+                           space=want, device=device, dtype=dtype)
             _cache[key] = model
     return model
 
@@ -124,7 +124,7 @@ def clear_cache() -> None:
 
 
 def _build(paths: Sequence[Path], *, part: str | None, name: str | None, label: str,
-           space: spaces.LatentSpace | None) -> TinyAutoencoder:
+           space: spaces.LatentSpace | None, device: torch.device, dtype: torch.dtype) -> TinyAutoencoder:
     halves: dict[str, layouts.Half] = {}
     scale = shift = None
     meta_space = None
@@ -150,8 +150,9 @@ def _build(paths: Sequence[Path], *, part: str | None, name: str | None, label: 
     variant, channels = shapes.pop()
     nets = {}
     for role, half in halves.items():
-        net = layouts.build(role, variant, channels)
-        net.load_state_dict({k: v.float() for k, v in half.state.items()}, strict=True)
+        with torch.device("meta"):  # no initialisation: every tensor comes from the file
+            net = layouts.build(role, variant, channels)
+        net.load_state_dict({k: _prepare(v, device, dtype) for k, v in half.state.items()}, strict=True, assign=True)
         nets[role] = net
     found_space = space or _infer_space(name, meta_space, scale, shift, variant, channels)
     if found_space is not None and found_space.taesd_channels != channels:
@@ -160,6 +161,12 @@ def _build(paths: Sequence[Path], *, part: str | None, name: str | None, label: 
     model = TinyAutoencoder(variant=variant, latent_channels=channels, encoder=nets.get("encoder"),
                             decoder=nets.get("decoder"), space=found_space, name=name and (name + (f"_{part}" if part else "")))
     return model.eval().requires_grad_(False)
+
+
+def _prepare(t: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """One copy per tensor onto the target; conv weights channels-last, as the fast pass convolves them."""
+    fmt = torch.channels_last if t.ndim == 4 else torch.preserve_format
+    return t.to(device=device, dtype=dtype, memory_format=fmt, copy=True)
 
 
 def _infer_space(name: str | None, meta_space: str | None, scale: float | None, shift: float | None,

@@ -8,7 +8,7 @@ from torch import nn
 
 from .. import spaces
 from ..errors import InputError
-from . import arch, run
+from . import arch, run, tiling
 
 FITS = ("error", "pad", "crop")
 
@@ -72,14 +72,25 @@ class TinyAutoencoder(nn.Module):
         latent = latent.to(device=images.device, dtype=images.dtype)
         return latent if domain == "taesd" else spaces.convert_domain(latent, self._need_space(domain), "taesd", domain)
 
-    def decode(self, latents: torch.Tensor, *, domain: str = "taesd") -> torch.Tensor:
-        """Latents in ``domain`` (taesd by default) -> images in about [0, 1] (B, 3, H, W), not clamped."""
+    def decode(self, latents: torch.Tensor, *, domain: str = "taesd", tile: int | None = None,
+               progress: bool = False) -> torch.Tensor:
+        """Latents in ``domain`` (taesd by default) -> images in about [0, 1] (B, 3, H, W), not clamped.
+
+        ``tile`` (latent pixels per tile side) decodes tile by tile with bounded memory; the result matches the
+        untiled decode up to float rounding (see :mod:`.tiling`).
+        """
         if self.decoder is None:
             raise InputError(f"{self._label()} has no decoder: load a file or name that holds one "
                              f"(e.g. '{self._base()}_decoder')")
+        if tile is not None and tile < 1:
+            raise InputError(f"tile must be a positive number of latent pixels, got {tile}")
         z = self.to_taesd(latents, domain)
         x = z.to(device=self.device, dtype=self.dtype)
-        images = self._run(self.decoder, x)
+        if tile is not None and not (x.requires_grad and torch.is_grad_enabled()):
+            with torch.no_grad():
+                images = tiling.decode_tiled(self.decoder, x, tile=tile, progress=progress)
+        else:
+            images = self._run(self.decoder, x)
         return images.to(device=latents.device, dtype=latents.dtype)
 
     def to_taesd(self, latents: torch.Tensor, domain: str = "taesd") -> torch.Tensor:
