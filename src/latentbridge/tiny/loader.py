@@ -54,11 +54,14 @@ def space_of(name: str) -> spaces.LatentSpace | None:
     return next((s for s in spaces.all() if s.tiny == name), None)
 
 
-def locate(name: str, *, models_dir: PathLike | None = None) -> list[Path]:
-    """The files that hold the named model: both halves, a combined file, or the one half that exists."""
+def locate(name: str, *, models_dir: PathLike | None = None, download: bool | None = None) -> list[Path]:
+    """The files that hold the named model: both halves, a combined file, or the one half that exists.
+
+    ``download`` (default: unless offline mode is on) allows fetching a published combined file from the hub.
+    """
     split = split_name(name)
     if split is None:
-        return [weights.resolve(name, kind=KIND, models_dir=models_dir)]
+        return [weights.resolve(name, kind=KIND, models_dir=models_dir, allow_download=download)]
     base, part = split
     wanted = [part] if part else list(layouts.HALVES)
     found = []
@@ -72,7 +75,8 @@ def locate(name: str, *, models_dir: PathLike | None = None) -> list[Path]:
         return found
     hub = [HUB[base]] if HUB[base] else []
     try:
-        return [weights.resolve(base, filenames=_files(base), kind=KIND, hub=hub, models_dir=models_dir)]
+        return [weights.resolve(base, filenames=_files(base), kind=KIND, hub=hub, models_dir=models_dir,
+                                allow_download=download)]
     except WeightsNotFoundError as e:
         if found:
             return found  # one half is all there is; load it alone
@@ -88,12 +92,13 @@ def _files(stem: str) -> list[str]:
 
 def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.device | None = None,
          dtype: torch.dtype | None = None, space: str | spaces.LatentSpace | None = None,
-         models_dir: PathLike | None = None) -> TinyAutoencoder:
+         models_dir: PathLike | None = None, download: bool | None = None) -> TinyAutoencoder:
     """A tiny autoencoder (eval mode, frozen, cached) from a known name, a weight file, or a pair of files.
 
     ``device`` defaults to CPU and ``dtype`` to float32 whatever the file stores. The variant and channel count
     come from the weights; the latent space (needed for the raw/model domains) from ``space``, the name, the
-    file's metadata, ComfyUI's vae_scale/vae_shift, or the variant where only one space uses it.
+    file's metadata, ComfyUI's vae_scale/vae_shift, or the variant where only one space uses it. Names are
+    looked up in ``models_dir`` only when given; ``download`` as in :func:`locate`.
     """
     device = torch.device(device or "cpu")
     dtype = dtype or torch.float32
@@ -102,7 +107,7 @@ def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.dev
     if isinstance(name_or_path, (str, os.PathLike)):
         label = str(name_or_path)
         split = split_name(label) if not Path(label).is_file() else None
-        paths = locate(label, models_dir=models_dir)
+        paths = locate(label, models_dir=models_dir, download=download)
     else:
         label, split, paths = " + ".join(map(str, name_or_path)), None, [Path(p) for p in name_or_path]
     want = spaces.get(space) if space is not None else None

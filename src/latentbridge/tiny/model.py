@@ -129,8 +129,8 @@ class TinyAutoencoder(nn.Module):
         if fit not in FITS:
             raise InputError(f"unknown fit {fit!r}: use one of {', '.join(FITS)}")
         raise InputError(f"image size {h}x{w} is not a multiple of {d} ({self._label()} works in {d}x{d} cells): "
-                         f"resize it, or pass fit='pad' (replicate edges to {h + -h % d}x{w + -w % d}) or "
-                         f"fit='crop' ({h - h % d}x{w - w % d})")
+                         f"resize it, or pass fit='pad' (--fit pad: replicate edges to {h + -h % d}x{w + -w % d}) "
+                         f"or fit='crop' (--fit crop: {h - h % d}x{w - w % d})")
 
     def _need_space(self, domain: str) -> spaces.LatentSpace:
         if domain not in spaces.DOMAINS:
