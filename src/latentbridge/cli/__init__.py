@@ -12,7 +12,7 @@ from .. import __version__
 from ..errors import LatentBridgeError
 
 # Command groups, in the order ``--help`` lists them; each module may also define ``demo(out, ctx)``.
-COMMAND_MODULES = ("base", "convert", "upscale", "train", "mixing", "tiny")
+COMMAND_MODULES = ("base", "preview", "convert", "upscale", "train", "mixing", "tiny")
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,0 +1,251 @@
+"""Live previews for diffusers pipelines: a ``callback_on_step_end`` that shows the denoised estimate x0.
+
+The helper wraps the pipeline scheduler's ``step`` only to *observe* its inputs (model output, timestep, sample),
+computes x0 for epsilon, v-prediction and flow-matching schedulers, previews it (neural, linear or tiny), and writes
+frames, an animated WebP and a grid of every batch item, or hands PIL images to a function. It never changes the
+pipeline's latents, keeps one latent and small frames in memory, falls back to the linear previewer for a step on
+out-of-memory, and never lets a preview error stop sampling.
+
+    live = LivePreview(pipe, out_dir="previews")
+    pipe(prompt, callback_on_step_end=live, callback_on_step_end_tensor_inputs=["latents"])
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ... import io, spaces
+from ...errors import InputError
+from ...preview import best_method, preview
+from ...preview.api import METHODS
+
+AUTO = "auto"
+_BY_CLASS = (("Flux2", "flux2"), ("Flux", "flux1"), ("StableDiffusion3", "sd3"), ("StableDiffusionXL", "sdxl"),
+             ("Sana", "sana"), ("QwenImage", "wan21"), ("StableDiffusion", "sd1"))
+_BY_SCALING = {0.18215: "sd1", 0.13025: "sdxl", 1.5305: "sd3", 0.3611: "flux1", 0.41407: "sana"}
+
+
+def pipeline_space(pipe: Any) -> spaces.LatentSpace:
+    """The latent space a diffusers pipeline samples in, from its class name or its VAE's scaling factor."""
+    name = type(pipe).__name__
+    for prefix, space in _BY_CLASS:
+        if name.startswith(prefix):
+            return spaces.get(space)
+    vae = getattr(pipe, "vae", None)
+    scaling = getattr(getattr(vae, "config", None), "scaling_factor", None)
+    if scaling is not None and round(float(scaling), 5) in _BY_SCALING:
+        return spaces.get(_BY_SCALING[round(float(scaling), 5)])
+    raise InputError(f"cannot tell the latent space of {name}: pass space= (see 'latentbridge spaces')")
+
+
+def denoised(scheduler: Any, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, index: int | None,
+             ) -> torch.Tensor | None:
+    """x0 from one scheduler step's inputs, or None when the scheduler's parameterisation is unknown.
+
+    Flow matching: x0 = x - sigma v. Variance-exploding sigma schedulers (Euler, Euler ancestral, Heun, LMS) are
+    mapped to the variance-preserving form x_vp = x / sqrt(sigma^2 + 1); then epsilon: x0 = (x - s e) / a,
+    v: x0 = a x - s v, sample: x0 = model output, with (a, s) from the schedule.
+    """
+    config = scheduler.config
+    prediction = config.get("prediction_type", "flow_prediction" if _is_flow(scheduler) else "epsilon")
+    x, out = sample.float(), model_output.float()
+    sigmas = getattr(scheduler, "sigmas", None)
+    if prediction == "flow_prediction" or _is_flow(scheduler):
+        if sigmas is None or index is None:
+            return None
+        return x - _at(sigmas, index, x) * out
+    if prediction == "sample":
+        return out
+    if sigmas is not None and index is not None and hasattr(scheduler, "_sigma_to_alpha_sigma_t"):
+        alpha, sigma = scheduler._sigma_to_alpha_sigma_t(_at(sigmas, index, x))  # DPM-Solver, UniPC, DEIS
+    elif sigmas is not None and index is not None and float(getattr(scheduler, "init_noise_sigma", 1.0)) > 1.0:
+        s = _at(sigmas, index, x)
+        alpha = 1 / torch.sqrt(s * s + 1)
+        sigma, x = s * alpha, x * alpha
+    elif hasattr(scheduler, "alphas_cumprod"):
+        t = int(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else int(timestep)
+        a = scheduler.alphas_cumprod[min(max(t, 0), len(scheduler.alphas_cumprod) - 1)].to(x.device, x.dtype)
+        alpha, sigma = a.sqrt(), (1 - a).sqrt()
+    else:
+        return None
+    if prediction == "epsilon":
+        return (x - sigma * out) / alpha
+    if prediction == "v_prediction":
+        return alpha * x - sigma * out
+    return None
+
+
+def _is_flow(scheduler: Any) -> bool:
+    return type(scheduler).__name__.startswith("FlowMatch") or bool(scheduler.config.get("use_flow_sigmas", False))
+
+
+def _at(sigmas: torch.Tensor, index: int, like: torch.Tensor) -> torch.Tensor:
+    return sigmas[min(index, len(sigmas) - 1)].to(like.device, like.dtype)
+
+
+def unpack_tokens(latents: torch.Tensor, space: spaces.LatentSpace, *, height: int | None = None,
+                  width: int | None = None, cell: int | None = None) -> torch.Tensor:
+    """Token-packed Flux latents (B, L, C) -> spatial model-domain latents (B, C', h, w).
+
+    FLUX.1: 64 = 16x2x2 channels per token -> (B, 16, 2h, 2w); FLUX.2: 128 channels per token -> (B, 128, h, w)
+    (still 2x2 packed, as the model domain is). ``height``/``width`` are the image's pixels; without them the token
+    grid is taken as square, or as the most square factorisation of L. ``cell`` is the image pixels per token
+    (the pipeline's ``vae_scale_factor * 2``; default: the space's).
+    """
+    b, length, c = latents.shape
+    cell = cell or space.taesd_downscale * 2
+    if height and width:
+        h, w = height // cell, width // cell
+    else:
+        h = math.isqrt(length)
+        while length % h:
+            h -= 1
+        w = length // h
+    if h * w != length:
+        raise InputError(f"{length} tokens do not form a {h}x{w} grid: pass height= and width= (image pixels)")
+    grid = latents.reshape(b, h, w, c).permute(0, 3, 1, 2)
+    if space.packing is not None:
+        return grid
+    return spaces.unpack(grid, 2)
+
+
+class LivePreview:
+    """A ``callback_on_step_end`` that previews x0 at every ``every``-th step.
+
+    ``method``: ``auto`` (neural where the space has a shipped previewer, else linear), ``linear``, ``neural`` or
+    ``tiny``. ``out_dir`` receives ``step-NNNN.png`` frames (a grid of all batch items), ``preview.webp`` and
+    ``grid.png`` (the last frame) when sampling ends; ``on_image(step, images)`` receives PIL images instead or as
+    well. ``size`` resizes each preview (longer side, pixels). ``height``/``width`` (image pixels) unpack Flux token
+    latents that are not square. ``max_frames`` bounds the frames kept for the animation.
+    """
+
+    def __init__(self, pipe: Any = None, *, space: str | None = None, method: str = AUTO, every: int = 1,
+                 out_dir: str | Path | None = None, on_image: Callable[[int, list], None] | None = None,
+                 size: int | None = None, height: int | None = None, width: int | None = None,
+                 max_frames: int = 200, duration_ms: int = 150):
+        if method != AUTO and method not in METHODS:
+            raise InputError(f"unknown preview method {method!r}: use auto or one of {', '.join(METHODS)}")
+        if out_dir is None and on_image is None:
+            raise InputError("give out_dir= (frames, animation, grid) or on_image= (a function of step and images)")
+        self.space = spaces.get(space) if space else None
+        self.method, self.every, self.size = method, max(1, every), size
+        self.height, self.width = height, width
+        self.cell: int | None = None  # image pixels per Flux token, from the pipeline
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.on_image, self.max_frames, self.duration_ms = on_image, max_frames, duration_ms
+        self.frames: list[torch.Tensor] = []
+        self.errors: list[str] = []
+        self.fallbacks = 0
+        self.x0: torch.Tensor | None = None  # the latest denoised estimate (model domain, as the pipeline holds it)
+        self._scheduler: Any = None
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        if pipe is not None:
+            self.attach(pipe)
+
+    # -- hooking the scheduler (observe only) --
+    def attach(self, pipe: Any) -> None:
+        """Observe ``pipe.scheduler.step`` to see each step's x0; the step itself is left exactly as it was."""
+        if self.space is None:
+            self.space = pipeline_space(pipe)
+        if getattr(pipe, "vae_scale_factor", None):
+            self.cell = int(pipe.vae_scale_factor) * 2
+        scheduler = pipe.scheduler
+        if self._scheduler is scheduler:
+            return
+        self.detach()
+        original = scheduler.step
+
+        @functools.wraps(original)
+        def step(model_output, timestep, sample, *args, **kwargs):
+            result = original(model_output, timestep, sample, *args, **kwargs)
+            try:
+                index = getattr(scheduler, "step_index", None)
+                x0 = getattr(result, "pred_original_sample", None)
+                if x0 is None:
+                    x0 = denoised(scheduler, model_output, timestep, sample, None if index is None else index - 1)
+                self.x0 = None if x0 is None else x0.detach().to(sample.dtype)
+            except Exception as e:  # noqa: BLE001 - observing must never break sampling
+                self._note(f"x0 unavailable ({type(e).__name__}: {e}); previewing the noisy latent")
+                self.x0 = None
+            return result
+
+        scheduler.step = step
+        self._scheduler = scheduler
+
+    def detach(self) -> None:
+        """Give the scheduler its own ``step`` back."""
+        if self._scheduler is not None and "step" in vars(self._scheduler):
+            del self._scheduler.step
+        self._scheduler = None
+
+    # -- the callback --
+    def __call__(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
+        """diffusers calls this after every step; it returns no tensors, so the pipeline's latents stay as they are."""
+        try:
+            if self._scheduler is None:
+                self.attach(pipe)
+            last = step + 1 >= int(getattr(pipe, "num_timesteps", 0) or 0)
+            if step % self.every == 0 or last:
+                latent = self.x0 if self.x0 is not None else callback_kwargs.get("latents")
+                if latent is not None:
+                    self._show(step, latent)
+            if last:
+                self.finish()
+        except Exception as e:  # noqa: BLE001 - a preview must never stop sampling
+            self._note(f"step {step}: preview failed ({type(e).__name__}: {e})")
+        return {}
+
+    def _show(self, step: int, latent: torch.Tensor) -> None:
+        x = latent.detach()
+        if x.ndim == 3:
+            x = unpack_tokens(x, self.space, height=self.height, width=self.width, cell=self.cell)
+        if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        method = self.method if self.method != AUTO else best_method(self.space)
+        try:
+            rgb = self._preview(x, method)
+        except torch.OutOfMemoryError:
+            if method == "linear":
+                raise
+            self.fallbacks += 1
+            self._note(f"step {step}: out of memory in the {method} previewer; linear for this step")
+            if x.device.type == "cuda":
+                torch.cuda.empty_cache()
+            rgb = self._preview(x, "linear")
+        frame = io.make_grid(rgb.float().cpu()) if rgb.shape[0] > 1 else rgb.float().cpu()
+        if self.on_image is not None:
+            self.on_image(step, io.tensor_to_pil(rgb.float().cpu()))
+        if self.out_dir is not None:
+            io.save_image(self.out_dir / f"step-{step:04d}.png", frame, overwrite=True)
+            self.frames.append(frame[0])
+            if len(self.frames) > self.max_frames:
+                self.frames = self.frames[::2]  # keep memory bounded: halve the frame rate
+
+    def _preview(self, x: torch.Tensor, method: str) -> torch.Tensor:
+        if method == "tiny":  # full-size decode: one batch item at a time keeps the peak small
+            return torch.cat([preview(x[i:i + 1], self.space, method=method, size=self.size) for i in range(len(x))])
+        return preview(x, self.space, method=method, size=self.size)
+
+    def finish(self) -> list[Path]:
+        """Write the animation and the grid of the last frame (called after the last step; safe to call again)."""
+        written = []
+        if self.out_dir is not None and self.frames:
+            same = [f for f in self.frames if f.shape == self.frames[-1].shape]
+            written.append(io.save_animation(self.out_dir / "preview.webp", same, duration_ms=self.duration_ms,
+                                             overwrite=True))
+            written.append(io.save_image(self.out_dir / "grid.png", self.frames[-1], overwrite=True))
+        self.detach()
+        return written
+
+    def _note(self, message: str) -> None:
+        if message not in self.errors:
+            self.errors.append(message)
+            warnings.warn(f"latentbridge live preview: {message}", RuntimeWarning, stacklevel=3)

@@ -1,0 +1,157 @@
+"""``preview()``: any latent of a known space to RGB in [0, 1], by linear factors, the neural previewer or a tiny
+decoder; non-finite latent pixels show as a magenta marker instead of failing."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from .. import spaces
+from ..errors import InputError, LatentBridgeError
+from . import neural
+from .factors import Factors, default_factors, load_factors
+
+METHODS = ("linear", "neural", "tiny")
+MARKER = (1.0, 0.0, 1.0)  # magenta: where the latent holds NaN or infinity
+
+
+def preview(
+    latent: torch.Tensor,
+    space: str | spaces.LatentSpace,
+    *,
+    method: str = "linear",
+    domain: str = "model",
+    factors: Factors | str | os.PathLike | None = None,
+    previewer: str | os.PathLike | None = None,
+    size: int | tuple[int, int] | None = None,
+) -> torch.Tensor:
+    """Latent (B, C, H, W) -> RGB (B, 3, h, w) in [0, 1]; video latents (B, C, T, H, W) give B*T frames.
+
+    ``domain`` says what ``latent`` is: ``model`` (default: what samplers and diffusers callbacks hand over),
+    ``raw`` (the VAE's own latent, a ComfyUI LATENT) or ``taesd``. For FLUX.2 all three accept the latent packed
+    (128 channels at /16) or unpacked (32 channels at /8); the channel count tells which.
+
+    ``linear`` and ``neural`` give one pixel per taesd-domain latent pixel (FLUX.2: /8); ``tiny`` decodes to full
+    image size. ``size`` resizes the result: an int is the longer side, a pair is (height, width). ``factors``
+    replaces the default factors (the fitted ones shipped for the space, else the registry's; a :class:`Factors`
+    or a factors file), ``previewer`` the shipped neural previewer (a file). Device and dtype follow the latent;
+    the caller's tensor is never modified. Pixels whose latent holds NaN or infinity come out magenta.
+    """
+    sp = spaces.get(space)
+    if method not in METHODS:
+        raise InputError(f"unknown preview method {method!r}: use one of {', '.join(METHODS)}")
+    x, patch = _taesd_input(latent, sp, domain)
+    if method == "linear":
+        f = factors if isinstance(factors, Factors) else load_factors(factors) if factors is not None else default_factors(sp)
+        with torch.no_grad():
+            out = f.preview(x, patch=patch)
+        if not bool(torch.isfinite(out).all()):
+            out = _mark(out, _bad_pixels(x, patch))
+    else:
+        if patch > 1:
+            x = spaces.unpack(x, patch)
+        bad = _bad_pixels(x, 1)
+        if bad is not None:
+            x = torch.where(bad.unsqueeze(1), torch.zeros((), dtype=x.dtype, device=x.device), x)
+        out = _neural(x, sp, previewer) if method == "neural" else _tiny(x, sp)
+        if bad is not None:
+            out = _mark(out, bad)
+    return resize(out, size) if size is not None else out
+
+
+def best_method(space: str | spaces.LatentSpace) -> str:
+    """The cheapest good previewer available for ``space``: the neural one when its file can be found, else linear
+    factors, else the tiny decoder."""
+    sp = spaces.get(space)
+    try:
+        neural.find(sp)
+        return "neural"
+    except (FileNotFoundError, LatentBridgeError):
+        try:
+            default_factors(sp)
+            return "linear"
+        except LatentBridgeError:
+            return "tiny"
+
+
+def _taesd_input(latent: torch.Tensor, sp: spaces.LatentSpace, domain: str) -> tuple[torch.Tensor, int]:
+    """The latent in the taesd domain as (B, C, H, W), or still packed with its patch size (linear maps take it
+    packed); 5-D video latents fold their frames into the batch."""
+    if domain not in spaces.DOMAINS:
+        raise InputError(f"unknown domain {domain!r}: use one of {', '.join(spaces.DOMAINS)}")
+    if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
+        raise InputError("preview needs a floating-point torch.Tensor latent")
+    x = latent
+    if sp.ndim == 5 and x.ndim == 5:
+        x = x.transpose(1, 2).flatten(0, 1)
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    if x.ndim != 4:
+        raise InputError(f"a {sp.id} latent is (B, C, H, W); got shape {tuple(latent.shape)}")
+    c = x.shape[1]
+    if sp.packing is not None:
+        if c == sp.packing.unpacked_channels:
+            return x, 1
+        if c == sp.channels:
+            return x, sp.packing.patch
+    elif c == sp.channels:
+        return (sp.to_model(x) if domain == "raw" else x), 1
+    want = f"{sp.channels}" + (f" (packed) or {sp.taesd_channels} (unpacked)" if sp.packing else "")
+    raise InputError(f"a {sp.id} latent has {want} channels; this one has {c} (shape {tuple(latent.shape)}). "
+                     "Check --space, or see 'latentbridge info' for what the file holds")
+
+
+def _bad_pixels(x: torch.Tensor, patch: int) -> torch.Tensor | None:
+    """(B, H*patch, W*patch) mask of latent pixels holding NaN or infinity, or None when all are finite."""
+    ok = torch.isfinite(x)
+    if bool(ok.all()):
+        return None
+    if patch > 1:
+        ok = spaces.unpack(ok.to(torch.uint8), patch).bool()
+    return ~ok.all(1)
+
+
+def _mark(rgb: torch.Tensor, bad: torch.Tensor | None) -> torch.Tensor:
+    """Paint ``bad`` pixels (scaled to the image size) with the marker colour; clear any other non-finite value."""
+    rgb = rgb.nan_to_num(0.0, 1.0, 0.0)
+    if bad is None:
+        return rgb
+    if bad.shape[-2:] != rgb.shape[-2:]:
+        bad = F.interpolate(bad[:, None].float(), size=rgb.shape[-2:], mode="nearest")[:, 0] > 0.5
+    marker = torch.tensor(MARKER, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return torch.where(bad.unsqueeze(1), marker, rgb)
+
+
+def _neural(x: torch.Tensor, sp: spaces.LatentSpace, path: str | os.PathLike | None) -> torch.Tensor:
+    model = neural.load(sp, path, device=x.device, dtype=x.dtype)
+    with torch.no_grad():
+        return model(x).clamp_(0, 1)
+
+
+def _tiny(x: torch.Tensor, sp: spaces.LatentSpace) -> torch.Tensor:
+    if sp.tiny is None:
+        raise InputError(f"{sp.id} has no tiny autoencoder: use --method linear or neural")
+    from .. import tiny
+
+    model = tiny.load(f"{sp.tiny}_decoder", device=x.device, dtype=x.dtype)
+    with torch.no_grad():
+        return model.decode(x).clamp(0, 1)
+
+
+def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize (B, 3, H, W): an int is the longer side (aspect kept), a pair is (height, width); smooth both ways."""
+    h, w = images.shape[-2:]
+    if isinstance(size, int):
+        if size < 1:
+            raise InputError(f"size must be a positive number of pixels, got {size}")
+        scale = size / max(h, w)
+        target = (max(1, round(h * scale)), max(1, round(w * scale)))
+    else:
+        target = (int(size[0]), int(size[1]))
+    if target == (h, w):
+        return images
+    mode = "bilinear" if target[0] < h or target[1] < w else "bicubic"
+    out = F.interpolate(images.float(), size=target, mode=mode, antialias=mode == "bilinear", align_corners=False)
+    return out.clamp_(0, 1).to(images.dtype)

@@ -1,0 +1,142 @@
+"""The latent-resolution neural previewer: a few small convolutions from a taesd-domain latent to RGB.
+
+An affine 1x1 path (initialised from least-squares factors) carries the colours; a small convolutional body with a
+5x5 (or wider) receptive field adds what a per-pixel map cannot see. Output is RGB in [0, 1] at the latent's
+resolution, or ``scale`` times it through a pixel shuffle. Files are safetensors whose metadata names the space and
+the architecture, so a file is never matched by its name alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import spaces, weights
+from ..errors import WeightsFormatError
+
+KIND = "previewer"
+ARCH = "latentbridge-previewer-v1"
+
+
+@dataclass(frozen=True)
+class PreviewerConfig:
+    channels: int  # taesd-domain latent channels
+    width: int = 32  # hidden channels
+    blocks: int = 2  # kernel x kernel convolutions in the body
+    kernel: int = 3  # spatial size of the body's convolutions (receptive field 1 + blocks * (kernel - 1))
+    scale: int = 1  # output pixels per latent pixel along each side (1 = latent resolution)
+    patch: int = 1  # latent pixels packed into one cell before the net (2 for FLUX.2: its normalisation is per 2x2 phase)
+    context: int = 0  # GroupNorm branches (after the first layer, then after each block): whole-image statistics
+
+
+class Previewer(nn.Module):
+    """taesd-domain latent (B, C, h, w) -> RGB (B, 3, scale*h, scale*w), nominally in [0, 1] (clamp to show)."""
+
+    def __init__(self, config: PreviewerConfig):
+        super().__init__()
+        self.config = config
+        c, w, k = config.channels * config.patch ** 2, config.width, config.kernel
+        out = 3 * (config.scale * config.patch) ** 2
+        self.linear = nn.Conv2d(c, out, 1)
+        layers: list[nn.Module] = [nn.Conv2d(c, w, 1), nn.ReLU()]
+        if config.context:
+            layers.append(Context(w))
+        for i in range(config.blocks):
+            layers += [nn.Conv2d(w, w, k, padding=k // 2, padding_mode="replicate"), nn.ReLU()]
+            if i + 1 < config.context:
+                layers.append(Context(w))
+        layers.append(nn.Conv2d(w, out, 1))
+        self.body = nn.Sequential(*layers)
+        nn.init.zeros_(self.body[-1].weight)  # start as the affine map; the body learns the residual
+        nn.init.zeros_(self.body[-1].bias)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        p, up = self.config.patch, self.config.patch * self.config.scale
+        packed = F.pixel_unshuffle(latent, p) if p > 1 else latent  # channel c*p*p + i*p + j, as spaces.pack
+        x = torch.tanh(packed / 4) * 4  # keep wild sampler outputs in the range the body was trained on
+        y = self.linear(packed) + self.body(x)
+        return F.pixel_shuffle(y, up) if up > 1 else y
+
+    def init_affine(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """Set the affine path from factors that map to [-1, 1]: weight (C*p*p, 3*p*p) and bias (3*p*p,) on the
+        packed latent (plain (C, 3) and (3,) when ``patch`` is 1); each output is repeated ``scale`` x ``scale``."""
+        p, s = self.config.patch, self.config.scale
+        ps = p * s
+        # output channel k*(ps)^2 + I*ps + J comes from factor column k*p^2 + (I//s)*p + (J//s)
+        src = [k * p * p + (i // s) * p + (j // s) for k in range(3) for i in range(ps) for j in range(ps)]
+        with torch.no_grad():
+            w = weight.t()[src] / 2
+            b = (bias if bias is not None else weight.new_zeros(weight.shape[1]))[src] / 2 + 0.5
+            self.linear.weight.copy_(w[:, :, None, None])
+            self.linear.bias.copy_(b)
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class Context(nn.Module):
+    """x + f(x) where f normalises over the whole image (GroupNorm): global statistics reach every pixel."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.f = nn.Sequential(nn.Conv2d(width, width, 1, bias=False), nn.GroupNorm(4, width), nn.ReLU(),
+                               nn.Conv2d(width, width, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.f(x)
+
+
+def metadata(config: PreviewerConfig, space: str, extra: dict | None = None) -> dict[str, str]:
+    """The safetensors metadata that makes a previewer file self-describing."""
+    return {"latentbridge.kind": KIND, "latentbridge.arch": ARCH, "latentbridge.space": spaces.get(space).id,
+            "latentbridge.domain": "taesd", "latentbridge.config": json.dumps(asdict(config)), **(extra or {})}
+
+
+def file_name(space: str | spaces.LatentSpace) -> str:
+    """The name a space's previewer is found by: ``previewer-<space>.safetensors``."""
+    return f"previewer-{spaces.get(space).id}.safetensors"
+
+
+def find(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None) -> Path:
+    """The previewer file for ``space``: ``path`` if given, else the shipped one, else the user's model folders."""
+    name = file_name(space)
+    if path is not None:
+        return weights.resolve(path, filenames=[name], kind="vae_approx")
+    stem = name.removesuffix(".safetensors")
+    try:
+        return weights.resolve(stem, filenames=[name], models_dir=weights.PACKAGE_MODELS, allow_download=False)
+    except FileNotFoundError:
+        return weights.resolve(stem, filenames=[name], kind="vae_approx", allow_download=False)
+
+
+def load(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None, *,
+         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Previewer:
+    """Load the neural previewer for ``space`` (cached per file, device and dtype), in eval mode."""
+    return _load(str(find(space, path)), spaces.get(space).id, str(torch.device(device)), dtype)
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, space: str, device: str, dtype: torch.dtype) -> Previewer:
+    tensors, meta = weights.load_tensors(path)
+    if meta.get("latentbridge.kind") != KIND or meta.get("latentbridge.arch") != ARCH:
+        raise WeightsFormatError(f"{path}: not a latentbridge previewer ({ARCH}); train one with "
+                                 "'latentbridge train configs/previewer-<space>.toml'")
+    if meta.get("latentbridge.space") != space:
+        raise WeightsFormatError(f"{path} is a previewer for {meta.get('latentbridge.space')}, not {space}")
+    try:
+        config = PreviewerConfig(**json.loads(meta["latentbridge.config"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsFormatError(f"{path}: unreadable previewer config in its metadata ({e})") from e
+    model = Previewer(config)
+    result = model.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsFormatError(f"{path}: weights do not fit the previewer architecture (missing "
+                                 f"{sorted(result.missing_keys)}, unexpected {sorted(result.unexpected_keys)})")
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -1,0 +1,127 @@
+import pytest
+import torch
+from PIL import Image
+
+from latentbridge import io, spaces
+from latentbridge.cli import main
+from latentbridge.preview import load_factors
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_preview_writes_a_grid_of_a_batch(tmp_path, capsys):
+    path = io.save_latent(tmp_path / "a.safetensors", torch.randn(3, 128, 8, 8), space="flux2", domain="model")
+    code, out, _ = run(capsys, "preview", path, "--method", "linear", "-o", tmp_path / "p.png")
+    assert code == 0 and "grid of 3" in out
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.size[0] > 16 * 2
+
+
+def test_preview_size_and_factors_file(tmp_path, capsys):
+    from latentbridge.preview import fit_factors, save_factors
+
+    fitted = fit_factors([(torch.randn(2, 4, 8, 8), torch.rand(2, 3, 64, 64))])
+    factors = save_factors(tmp_path / "f.safetensors", fitted, space="sd1", default="affine")
+    path = io.save_latent(tmp_path / "a.npy", torch.randn(1, 4, 8, 12))
+    code, out, _ = run(capsys, "preview", path, "--space", "sd1", "--domain", "model", "--factors", factors,
+                       "--size", "96", "-o", tmp_path / "p.png")
+    assert code == 0 and "sd1 linear" in out
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.size == (96, 64)
+
+
+def test_preview_animate_turns_files_into_frames(tmp_path, capsys):
+    paths = [io.save_latent(tmp_path / f"{i}.safetensors", torch.randn(1, 16, 8, 8), space="sd3", domain="model")
+             for i in range(3)]
+    code, out, _ = run(capsys, "preview", *paths, "--animate", "--method", "linear", "-o", tmp_path / "a.webp")
+    assert code == 0 and "3-frame animation" in out
+    with Image.open(tmp_path / "a.webp") as im:
+        assert im.n_frames == 3
+
+
+def test_preview_nan_latent_is_shown_with_a_marker(tmp_path, capsys):
+    x = torch.randn(1, 16, 8, 8)
+    x[0, :, 2, 3] = float("nan")
+    path = tmp_path / "a.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({"latent": x}, str(path), metadata={"latentbridge.space": "flux1", "latentbridge.domain": "model"})
+    code, _, err = run(capsys, "preview", path, "--method", "linear", "-o", tmp_path / "p.png")
+    assert code == 0 and "magenta" in err
+    with Image.open(tmp_path / "p.png") as im:
+        assert im.getpixel((3, 2)) == (255, 0, 255)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--space", "flux2"], "4-channel"),
+    (["--space", "sd1", "--animate"], "--animate writes .webp"),
+])
+def test_preview_bad_input_exits_2_without_output(tmp_path, capsys, argv, message):
+    path = io.save_latent(tmp_path / "a.npy", torch.randn(1, 4, 8, 8))
+    code, _, err = run(capsys, "preview", path, *argv, "-o", tmp_path / "p.png")
+    assert code == 2 and err.startswith("error:") and message in err
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_preview_factors_of_the_wrong_shape_exit_2(tmp_path, capsys):
+    from latentbridge.preview import fit_factors, save_factors
+
+    fitted = fit_factors([(torch.randn(2, 16, 8, 8), torch.rand(2, 3, 64, 64))], forms=("affine",))
+    factors = save_factors(tmp_path / "f.safetensors", fitted, space="sd3", default="affine")
+    path = io.save_latent(tmp_path / "a.npy", torch.randn(1, 4, 8, 8))
+    code, _, err = run(capsys, "preview", path, "--space", "sd1", "--factors", factors, "-o", tmp_path / "p.png")
+    assert code == 2 and "take 16-channel" in err and not (tmp_path / "p.png").exists()
+
+
+def test_preview_unwritable_output_exits_2(tmp_path, capsys):
+    path = io.save_latent(tmp_path / "a.npy", torch.randn(1, 4, 8, 8))
+    code, _, err = run(capsys, "preview", path, "--space", "sd1", "-o", tmp_path / "missing" / "p.png")
+    assert code == 2 and "does not exist" in err
+
+
+def _photos(folder, n=8, size=64):
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        base = torch.rand(3, 1, 1, generator=g)
+        img = (base * 0.6 + 0.4 * torch.rand(3, size, size, generator=g)).clamp(0, 1)
+        io.save_image(folder / f"img_{i}.png", img)
+
+
+def test_fit_preview_from_latent_files_prints_held_out_psnr(tmp_path, capsys):
+    _photos(tmp_path / "images")
+    lat = []
+    for i in range(8):
+        img = io.load_image(tmp_path / "images" / f"img_{i}.png")
+        pooled = torch.nn.functional.avg_pool2d(img * 2 - 1, 8)
+        latent = torch.cat([pooled, pooled.mean(1, keepdim=True)], 1) * 0.5  # a linear "encoder"
+        lat.append(io.save_latent(tmp_path / f"img_{i}.safetensors", latent, space="sd1", domain="model"))
+    out_path = tmp_path / "f.safetensors"
+    code, out, _ = run(capsys, "fit-preview", "--images", tmp_path / "images", "--latents", *lat, "--size", "64",
+                       "-o", out_path)
+    assert code == 0 and "held out 2" in out and "fitted affine" in out and "built-in" in out
+    f = load_factors(out_path)
+    assert f.space == "sd1" and f.channels == 4
+    assert float(out.split("fitted affine")[1].split()[0]) > 40  # the map is exactly affine
+
+
+def test_fit_preview_needs_an_encoder_or_latents(tmp_path, capsys):
+    _photos(tmp_path / "images", n=2)
+    code, _, err = run(capsys, "fit-preview", "--images", tmp_path / "images", "-o", tmp_path / "f.safetensors")
+    assert code == 2 and "--encoder" in err
+
+
+def test_demo_section_runs_on_the_bundled_examples(tmp_path):
+    from latentbridge import demo_data
+    from latentbridge.cli import preview as cli_preview
+
+    ctx = demo_data.load()
+    ctx.latents["extra"] = io.LatentFile(torch.randn(1, 128, 4, 4), "flux2", "model")
+    lines = cli_preview.demo(tmp_path, ctx)
+    assert any("extra" in line for line in lines)
+    assert (tmp_path / "preview-extra.png").is_file()
+    assert spaces.get("flux2")

@@ -1,0 +1,129 @@
+import pytest
+import torch
+
+from latentbridge import spaces
+from latentbridge.errors import InputError
+from latentbridge.preview import MARKER, Previewer, PreviewerConfig, neural, preview, resize
+from latentbridge.preview.neural import metadata
+from latentbridge.train.cards import save_model
+
+WITH_FACTORS = [s for s in spaces.all() if s.rgb_factors is not None]
+
+
+def _latent(sp, h=6, w=4, batch=2):
+    shape = sp.latent_shape(h * sp.downscale, w * sp.downscale, domain="model", batch=batch)
+    return torch.randn(shape)
+
+
+@pytest.mark.parametrize("sp", WITH_FACTORS, ids=lambda s: s.id)
+def test_preview_linear_gives_unit_range_at_latent_resolution(sp):
+    x = _latent(sp)
+    before = x.clone()
+    out = preview(x, sp.id, method="linear")
+    frames = x.shape[2] if x.ndim == 5 else 1
+    scale = sp.downscale // sp.taesd_downscale
+    assert out.shape == (2 * frames, 3, 6 * scale, 4 * scale)
+    assert out.min() >= 0 and out.max() <= 1
+    assert torch.equal(x, before)
+
+
+@pytest.mark.parametrize("sp", WITH_FACTORS, ids=lambda s: s.id)
+def test_preview_raw_domain_equals_model_domain_of_the_converted_latent(sp):
+    raw = _latent(sp) * 3
+    model = spaces.convert_domain(raw, sp, "raw", "model")
+    torch.testing.assert_close(preview(raw, sp, domain="raw"), preview(model, sp, domain="model"), atol=1e-5, rtol=0)
+
+
+def test_preview_flux2_accepts_packed_and_unpacked():
+    x = torch.randn(1, 128, 8, 6)
+    packed = preview(x, "flux2")
+    unpacked = preview(spaces.unpack(x), "flux2", domain="taesd")
+    assert packed.shape == (1, 3, 16, 12)
+    torch.testing.assert_close(packed, unpacked, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["linear", "neural"])
+def test_preview_marks_nan_pixels_instead_of_failing(method, tmp_path):
+    x = torch.randn(1, 128, 4, 4)
+    x[0, 5, 1, 2] = float("nan")  # channel 5 = unpacked channel 1 at sub-pixel (0, 1)
+    x[0, 0, 3, 3] = float("inf")
+    kwargs = {"previewer": _tiny_previewer(tmp_path, "flux2")} if method == "neural" else {}
+    out = preview(x, "flux2", method=method, **kwargs)
+    marker = torch.tensor(MARKER).view(3)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[0, :, 2, 5], marker) and torch.equal(out[0, :, 6, 6], marker)
+    assert int((out == marker.view(1, 3, 1, 1)).all(1).sum()) == 2
+
+
+def test_preview_rejects_latents_that_fit_no_space():
+    with pytest.raises(InputError, match="this one has 4"):
+        preview(torch.randn(1, 4, 8, 8), "flux2")
+    with pytest.raises(InputError, match="method"):
+        preview(torch.randn(1, 4, 8, 8), "sd1", method="fancy")
+    with pytest.raises(InputError, match="domain"):
+        preview(torch.randn(1, 4, 8, 8), "sd1", domain="pixels")
+
+
+def test_preview_size_resizes_longer_side_and_keeps_dtype():
+    x = torch.randn(1, 4, 8, 12, dtype=torch.bfloat16)
+    out = preview(x, "sd1", size=48)
+    assert out.shape == (1, 3, 32, 48) and out.dtype == torch.bfloat16
+    assert preview(x, "sd1", size=(5, 7)).shape == (1, 3, 5, 7)
+    assert resize(torch.rand(1, 3, 64, 64), 16).shape == (1, 3, 16, 16)
+
+
+def _tiny_previewer(tmp_path, space, **config):
+    sp = spaces.get(space)
+    cfg = PreviewerConfig(sp.taesd_channels, width=8, **config)
+    net = Previewer(cfg)
+    torch.nn.init.normal_(net.body[-1].weight, std=0.1)
+    path = tmp_path / neural.file_name(space)
+    save_model(path, net.state_dict(), metadata(cfg, space), "# test previewer\n")
+    return path
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_preview_neural_loads_by_path_and_sets_resolution(tmp_path, scale):
+    path = _tiny_previewer(tmp_path, "sd3", scale=scale)
+    out = preview(torch.randn(2, 16, 5, 3), "sd3", method="neural", previewer=path)
+    assert out.shape == (2, 3, 5 * scale, 3 * scale) and 0 <= out.min() and out.max() <= 1
+
+
+def test_neural_load_refuses_a_previewer_of_another_space(tmp_path):
+    from latentbridge.errors import WeightsFormatError
+
+    path = _tiny_previewer(tmp_path, "sd3")
+    with pytest.raises(WeightsFormatError, match="previewer for sd3"):
+        neural.load("flux1", path)
+
+
+def test_neural_previewer_starts_as_its_affine_map():
+    from latentbridge.preview import builtin
+
+    f = builtin("sd1")
+    net = Previewer(PreviewerConfig(4, width=8))
+    net.init_affine(f.weight, f.bias)
+    x = torch.randn(1, 4, 6, 6)
+    torch.testing.assert_close(net(x).clamp(0, 1), f.preview(x), atol=1e-5, rtol=0)
+
+
+def test_packed_previewer_starts_as_its_packed_affine_map():
+    from latentbridge.preview import fit_factors
+
+    x, img = torch.randn(2, 32, 8, 8), torch.rand(2, 3, 64, 64)
+    f = fit_factors([(x, img)], forms=("affine",), patch=2)["affine"]
+    for scale in (1, 2):
+        net = Previewer(PreviewerConfig(32, width=8, patch=2, scale=scale, context=1))
+        net.init_affine(f.weight, f.bias)
+        want = torch.nn.functional.interpolate(f.preview(x), scale_factor=scale, mode="nearest")
+        torch.testing.assert_close(net(x).clamp(0, 1), want, atol=1e-5, rtol=0)
+
+
+def test_neural_previewer_is_found_by_name_in_the_model_folders(tmp_path, monkeypatch):
+    from latentbridge.errors import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="previewer-sd3.safetensors"):
+        preview(torch.randn(1, 16, 4, 4), "sd3", method="neural")
+    _tiny_previewer(tmp_path, "sd3")
+    monkeypatch.setenv("LATENTBRIDGE_MODELS", str(tmp_path))
+    assert preview(torch.randn(1, 16, 4, 4), "sd3", method="neural").shape == (1, 3, 4, 4)
