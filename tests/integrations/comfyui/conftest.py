@@ -89,3 +89,12 @@ def comfy(tmp_path, monkeypatch) -> types.ModuleType:
     fp = make_folder_paths(tmp_path / "comfyui")
     monkeypatch.setitem(sys.modules, "folder_paths", fp)
     return fp
+
+
+@pytest.fixture
+def fake_comfy(monkeypatch):
+    """ComfyUI's sampling modules replaced by the small stand-in in fake_comfy.py."""
+    from tests.integrations.comfyui import fake_comfy as module
+
+    module.install(monkeypatch)
+    return module

@@ -12,11 +12,19 @@ import pytest
 from latentbridge.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, registry
 from latentbridge.integrations.comfyui.common import CATEGORY
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[3]
 PACK = ROOT / "src" / "latentbridge" / "integrations" / "comfyui"
 
 # Ids saved in users' workflows: a released id is never renamed, removed or reused for another node.
-RELEASED_IDS = {"LatentBridgeSaveLatent", "LatentBridgeLoadLatent", "LatentBridgeLatentInfo"}
+RELEASED_IDS = {"LatentBridgeSaveLatent", "LatentBridgeLoadLatent", "LatentBridgeLatentInfo", "LatentBridgeInterposer",
+                "LatentBridgeTinyVAELoader", "LatentBridgeTinyVAEEncode", "LatentBridgeTinyVAEDecode",
+                "LatentBridgeUpscale", "LatentBridgeBatchUnsampler", "LatentBridgeMixingSampler",
+                "LatentBridgeMixingKSampler"}
 
 
 def test_registry_keeps_every_released_node_id():
@@ -65,14 +73,43 @@ def test_one_line_pack_file_exports_the_mappings():
     assert module.NODE_DISPLAY_NAME_MAPPINGS == NODE_DISPLAY_NAME_MAPPINGS
 
 
+def _requirement_names(lines: list[str]) -> dict[str, str]:
+    stripped = [line.split("#")[0].strip() for line in lines]
+    return {re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0].lower(): line for line in stripped if line}
+
+
 def test_pack_requirements_never_list_torch_or_comfy():
     """ComfyUI-Manager pip-installs a custom_nodes folder's requirements.txt: it must not replace the user's torch."""
-    requirements = ROOT / "requirements.txt"
-    if not requirements.is_file():
-        pytest.skip("no requirements.txt for installing the repository as a custom_nodes folder yet")
-    lines = [line.split("#")[0].strip() for line in requirements.read_text().splitlines()]
-    names = {re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0].lower() for line in lines if line}
-    assert not names & {"torch", "torchvision", "torchaudio", "comfy", "comfyui"}
+    names = _requirement_names((ROOT / "requirements.txt").read_text().splitlines())
+    assert not set(names) & {"torch", "torchvision", "torchaudio", "comfy", "comfyui"}
+
+
+def test_pack_requirements_are_the_projects_dependencies_but_torch():
+    project = _requirement_names(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    project.pop("torch")
+    assert _requirement_names((ROOT / "requirements.txt").read_text().splitlines()) == project
+
+
+def _load_root_init(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_repository_root_loads_as_a_custom_nodes_folder_inside_comfyui(comfy, monkeypatch):
+    """A clone in custom_nodes/ is imported through the repository's own __init__.py (ComfyUI has folder_paths)."""
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p) != ROOT / "src"])
+    module = _load_root_init("custom_nodes_latentbridge_root_probe")
+    assert module.NODE_CLASS_MAPPINGS == NODE_CLASS_MAPPINGS and str(ROOT / "src") in sys.path
+
+
+def test_repository_root_init_does_nothing_outside_comfyui(monkeypatch):
+    """pytest (which imports the root __init__.py as a package) and build tools get an empty module."""
+    monkeypatch.delitem(sys.modules, "folder_paths", raising=False)
+    before = list(sys.path)
+    module = _load_root_init("latentbridge_root_probe")
+    assert not hasattr(module, "NODE_CLASS_MAPPINGS") and sys.path == before
 
 
 def test_core_never_imports_comfyui():

@@ -31,6 +31,29 @@ def space_input(tooltip: str) -> tuple[list[str], dict[str, str]]:
     return space_choices(), {"default": AUTO, "tooltip": tooltip}
 
 
+def images_in(image: Any, name: str = "image") -> torch.Tensor:
+    """A ComfyUI IMAGE (B, H, W, C) in [0, 1] as a new (B, 3, H, W) float tensor; InputError when it is not one."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise InputError(f"input '{name}' must be a ComfyUI IMAGE (batch, height, width, 3), got {shape}: connect an "
+                         "IMAGE output to it")
+    return image[..., :3].permute(0, 3, 1, 2).float()  # RGBA: the alpha channel is dropped, as VAE Encode does
+
+
+def images_out(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images -> a ComfyUI IMAGE (B, H, W, 3), float32 in [0, 1] on the CPU."""
+    return images.detach().clamp(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
+
+
+def compute_device() -> torch.device:
+    """Where ComfyUI runs models (its ``--cpu`` flag and GPU choice honoured); the CPU outside ComfyUI."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return torch.device("cpu")
+    return mm.get_torch_device()
+
+
 def latent_samples(latent: Any, name: str = "samples") -> torch.Tensor:
     """The raw-domain tensor of a ComfyUI LATENT dict; InputError when ``latent`` is not one."""
     if not isinstance(latent, dict) or not isinstance(latent.get("samples"), torch.Tensor):

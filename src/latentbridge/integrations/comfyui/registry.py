@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from latentbridge.integrations.comfyui import info, latent_files, models
+from latentbridge.integrations.comfyui import info, interposer, latent_files, mixing, models, tiny, upscale
 
-GROUPS: tuple[ModuleType, ...] = (latent_files, info)
+GROUPS: tuple[ModuleType, ...] = (latent_files, info, interposer, tiny, upscale, mixing)
 
 
 def node_mappings(groups: tuple[ModuleType, ...] = GROUPS) -> tuple[dict[str, type], dict[str, str]]:

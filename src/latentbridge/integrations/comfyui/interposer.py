@@ -1,0 +1,65 @@
+"""Latent Interposer: a LATENT of one space to another without decoding, with the route shown as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latentbridge import interposer, spaces
+from latentbridge.integrations.comfyui.common import (
+    AUTO,
+    CATEGORY,
+    compute_device,
+    latent_samples,
+    new_latent,
+    resolve_space,
+    space_input,
+    stated_space,
+)
+
+
+def convert_latent(latent: dict, source: str, target: str) -> tuple[dict, str]:
+    """The LATENT converted to ``target`` (other keys kept, target recorded) and a line saying how.
+
+    ``noise_mask`` and ``batch_index`` are kept as they are: ComfyUI's samplers resize a mask to the latent they
+    sample, so a mask stays valid when the latent's size per image pixel changes.
+    """
+    tensor = latent_samples(latent)
+    src, how = resolve_space(tensor, source, stated=stated_space(latent))
+    dst = spaces.get(target)
+    route = interposer.plan(src, dst)
+    out = interposer.convert(tensor, src, dst, domain="raw", device=compute_device())
+    text = (f"source {src.id} ({how}); route {route.describe()}; LATENT {tuple(tensor.shape)} -> {tuple(out.shape)}")
+    return new_latent(latent, out, dst), text
+
+
+class Interposer:
+    NODE_ID = "LatentBridgeInterposer"
+    DISPLAY_NAME = "Latent Interposer (latentbridge)"
+    DESCRIPTION = ("Convert a LATENT from one latent space to another without a VAE round trip, through the interposer "
+                   "models found in models/interposers (a direct model or a chain of them). The route and its expected "
+                   "cost are shown; an impossible conversion is an error that lists the possible ones.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT", "STRING")
+    RETURN_NAMES = ("samples", "route")
+    OUTPUT_TOOLTIPS = ("the latent in the target space (raw domain, like every ComfyUI LATENT)",
+                       "the source space, how it was settled, and the route taken")
+    FUNCTION = "convert"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "samples": ("LATENT", {"tooltip": "the latent to convert (it is not changed)"}),
+                "source": space_input("space the latent is in. auto: the space a latentbridge node stated, else "
+                                      "detection when it is unambiguous (SD1 and SDXL latents must be chosen)"),
+                "target": ([s.id for s in spaces.all()], {"default": "sdxl", "tooltip":
+                           "space to convert to; same as the source returns a copy"}),
+            },
+        }
+
+    def convert(self, samples: dict, source: str = AUTO, target: str = "sdxl") -> dict[str, Any]:
+        out, text = convert_latent(samples, source, target)
+        return {"ui": {"text": [text]}, "result": (out, text)}
+
+
+NODES = (Interposer,)

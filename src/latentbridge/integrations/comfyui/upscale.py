@@ -1,0 +1,118 @@
+"""Latent Upscale: learned or plain resizing of a LATENT by any ratio or to a pixel size, keeping its extra keys."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentbridge import spaces
+from latentbridge.cli.upscale import METHODS, latent_size
+from latentbridge.errors import InputError
+from latentbridge.integrations.comfyui import models
+from latentbridge.integrations.comfyui.common import (
+    AUTO,
+    CATEGORY,
+    NODE_HINT,
+    latent_samples,
+    new_latent,
+    resolve_space,
+    space_input,
+    stated_space,
+)
+from latentbridge.upscale import LEARNED, upscale_samples
+from latentbridge.upscale.learned import weight_name
+
+
+def model_choices() -> list[str]:
+    return [AUTO, *models.model_files(models.LATENT_UPSCALE)]
+
+
+def upscaler_path(choice: str, space: spaces.LatentSpace) -> Path | None:
+    """The learned upscaler file to use: the one chosen, else ``upscaler-<space>.safetensors`` in ComfyUI's
+    latent_upscale_models folders, else None (latentbridge then finds the space's shipped model)."""
+    if choice != AUTO:
+        return models.model_path(models.LATENT_UPSCALE, choice)
+    own = weight_name(space)
+    return models.model_path(models.LATENT_UPSCALE, own) if own in models.model_files(models.LATENT_UPSCALE) else None
+
+
+def _spaces_for(tensor: torch.Tensor, choice: str, stated: spaces.LatentSpace | None,
+                method: str) -> tuple[spaces.LatentSpace, spaces.LatentSpace | None]:
+    """(space to compute with, space to record). Plain resampling of an unpacked latent is the same in every space
+    with its channel count, so an SD1/SDXL latent that detection cannot place is still resized (nothing recorded)."""
+    sp, _ = resolve_space(tensor, choice, stated=stated, required=method in LEARNED)
+    if sp is not None:
+        return sp, sp
+    found = spaces.detect(tensor, {"domain": "raw"})
+    unpacked = [c.space for c in found.candidates if c.space.packing is None]
+    if not unpacked:
+        raise InputError(f"{found.summary}; {NODE_HINT}")
+    return unpacked[0], None
+
+
+def upscale_latent(latent: dict, method: str, scale_by: float, width: int, height: int, space: str,
+                   model: str) -> tuple[dict, str]:
+    """The resized LATENT (``noise_mask`` resized with it, ``batch_index`` kept) and a line saying what was done."""
+    tensor = latent_samples(latent)
+    sp, recorded = _spaces_for(tensor, space, stated_space(latent), method)
+    size, scale = latent_size(argparse.Namespace(scale=None if width or height else scale_by, width=width or None,
+                                                 height=height or None), tuple(tensor.shape[-2:]), sp, "raw")
+    mask = latent.get("noise_mask")
+    h, w, d = tensor.shape[-2], tensor.shape[-1], sp.downscale
+    # ComfyUI's samplers resize any mask to the latent; one at neither latent nor image resolution is left as it is
+    odd_mask = isinstance(mask, torch.Tensor) and tuple(mask.shape[-2:]) not in ((h, w), (h * d, w * d))
+    source = {k: v for k, v in latent.items() if not (odd_mask and k == "noise_mask")}
+    path = upscaler_path(model, sp) if method in LEARNED else None
+    out = upscale_samples(source, sp, scale, size=size, method=method, domain="raw", model=path)
+    if odd_mask:
+        out["noise_mask"] = mask
+    new = out["samples"]
+    text = (f"{sp.id if recorded else 'space not stated'} {tuple(tensor.shape)} -> {tuple(new.shape)}, image "
+            f"{w * d}x{h * d} -> {new.shape[-1] * d}x{new.shape[-2] * d} px, {method}"
+            + (f" ({path.name})" if path else ""))
+    return new_latent(out, new, recorded) if recorded else out, text
+
+
+class LatentUpscale:
+    NODE_ID = "LatentBridgeUpscale"
+    DISPLAY_NAME = "Latent Upscale (latentbridge)"
+    DESCRIPTION = ("Resize a LATENT by any ratio (0.5x shrinks) or to a size in image pixels, with the learned upscaler "
+                   "(nn) or plain interpolation; FLUX.2 latents are resized unpacked, noise_mask follows, batch_index "
+                   "is kept.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("the resized latent (raw domain) with its other keys",)
+    FUNCTION = "upscale"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "samples": ("LATENT", {"tooltip": "the latent to resize (it is not changed)"}),
+                "method": (list(METHODS), {"default": "bicubic", "tooltip": "nn: the space's learned upscaler (trained "
+                           "ratios only, e.g. 1x-4x and 0.5x); the others interpolate the latent (any ratio)"}),
+                "scale_by": ("FLOAT", {"default": 2.0, "min": 0.05, "max": 8.0, "step": 0.05, "tooltip":
+                             "ratio of the new size to the old; ignored when width or height is set"}),
+                "width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8, "tooltip": "target width in image "
+                          "pixels (a multiple of the space's latent cell); 0: from scale_by, or from height keeping "
+                          "the aspect ratio"}),
+                "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8, "tooltip": "target height in "
+                           "image pixels; 0: from scale_by, or from width keeping the aspect ratio"}),
+                "space": space_input("space of the latent. auto: the space a latentbridge node stated, else detection; "
+                                     "plain methods also resize latents detection cannot place"),
+                "model": (model_choices(), {"default": AUTO, "tooltip": "learned upscaler for nn, from "
+                          "models/latent_upscale_models. auto: upscaler-<space>.safetensors there, else the one "
+                          "shipped with latentbridge"}),
+            },
+        }
+
+    def upscale(self, samples: dict, method: str = "bicubic", scale_by: float = 2.0, width: int = 0, height: int = 0,
+                space: str = AUTO, model: str = AUTO) -> dict[str, Any]:
+        out, text = upscale_latent(samples, method, scale_by, width, height, space, model)
+        return {"ui": {"text": [text]}, "result": (out,)}
+
+
+NODES = (LatentUpscale,)
