@@ -22,7 +22,7 @@ PACK = ROOT / "src" / "latentbridge" / "integrations" / "comfyui"
 
 # Ids saved in users' workflows: a released id is never renamed, removed or reused for another node.
 RELEASED_IDS = {"LatentBridgeSaveLatent", "LatentBridgeLoadLatent", "LatentBridgeLatentInfo", "LatentBridgeInterposer",
-                "LatentBridgeTinyVAELoader", "LatentBridgeTinyVAEEncode", "LatentBridgeTinyVAEDecode",
+                "LatentBridgePreview", "LatentBridgeTinyVAELoader", "LatentBridgeTinyVAEEncode", "LatentBridgeTinyVAEDecode",
                 "LatentBridgeUpscale", "LatentBridgeBatchUnsampler", "LatentBridgeMixingSampler",
                 "LatentBridgeMixingKSampler"}
 

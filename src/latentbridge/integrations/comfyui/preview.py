@@ -1,0 +1,63 @@
+"""Latent Preview: a LATENT as an IMAGE batch, by linear factors, the neural previewer or a tiny decoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from latentbridge import preview
+from latentbridge.integrations.comfyui.common import (
+    AUTO,
+    CATEGORY,
+    images_out,
+    latent_samples,
+    resolve_space,
+    space_input,
+    stated_space,
+)
+
+
+def preview_latent(latent: dict, method: str = AUTO, space: str = AUTO, size: int = 0) -> tuple[torch.Tensor, str]:
+    """A ComfyUI IMAGE of the LATENT (one image per latent, per frame for video latents) and a line saying how."""
+    tensor = latent_samples(latent)
+    sp, how = resolve_space(tensor, space, stated=stated_space(latent))
+    chosen = preview.best_method(sp) if method == AUTO else method
+    images = preview.preview(tensor, sp, method=chosen, domain="raw", size=size or None)
+    text = (f"{sp.id} ({how.split(':')[0]}) {tuple(tensor.shape)} -> {images.shape[0]} image(s) of "
+            f"{images.shape[-1]}x{images.shape[-2]} px by {chosen}" + (" (auto)" if method == AUTO else ""))
+    return images_out(images), text
+
+
+class LatentPreview:
+    NODE_ID = "LatentBridgePreview"
+    DISPLAY_NAME = "Latent Preview (latentbridge)"
+    DESCRIPTION = ("See a LATENT without a VAE decode: linear factors (instant), the neural previewer (much better, "
+                   "nearly as cheap) or the tiny decoder (full size). A batch becomes a batch of images; NaN or "
+                   "infinite latent pixels show magenta.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    OUTPUT_TOOLTIPS = ("the previews in [0, 1], one per latent",)
+    FUNCTION = "preview"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {
+            "required": {
+                "samples": ("LATENT", {"tooltip": "the latent to preview (it is not changed)"}),
+                "method": ([AUTO, *preview.METHODS], {"default": AUTO, "tooltip": "linear: factors, at latent "
+                           "resolution; neural: the small trained previewer, at latent resolution; tiny: the tiny "
+                           "decoder from models/vae_approx, full size. auto: the best one available for the space"}),
+                "space": space_input("space of the latent. auto: the space a latentbridge node stated, else "
+                                     "detection when it is unambiguous"),
+                "size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "longer side of each preview in "
+                         "pixels; 0: as the method gives it"}),
+            },
+        }
+
+    def preview(self, samples: dict, method: str = AUTO, space: str = AUTO, size: int = 0) -> dict[str, Any]:
+        images, text = preview_latent(samples, method, space, size)
+        return {"ui": {"text": [text]}, "result": (images,)}
+
+
+NODES = (LatentPreview,)

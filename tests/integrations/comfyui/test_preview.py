@@ -1,0 +1,53 @@
+"""Latent Preview: LATENT (raw domain) to a ComfyUI IMAGE batch, by each method, with the space settled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from tests.conftest import shared_file
+
+from latentbridge import preview, spaces, tiny
+from latentbridge.errors import AmbiguousError
+from latentbridge.integrations.comfyui import models
+from latentbridge.integrations.comfyui.common import SPACE_KEY
+from latentbridge.integrations.comfyui.preview import LatentPreview
+
+
+def run(latent: dict, method: str = "auto", space: str = "auto", size: int = 0) -> tuple[torch.Tensor, str]:
+    out = LatentPreview().preview(latent, method, space, size)
+    return out["result"][0], out["ui"]["text"][0]
+
+
+def test_linear_preview_of_a_batch_is_a_batch_of_comfyui_images():
+    latent = {"samples": torch.randn(3, 4, 6, 10) * 5}
+    before = latent["samples"].clone()
+    images, text = run(latent, "linear", "sd1")
+    want = preview.preview(before, "sd1", method="linear", domain="raw")
+    assert images.shape == (3, 6, 10, 3) and torch.allclose(images, want.permute(0, 2, 3, 1))
+    assert text == "sd1 (chosen on the node) (3, 4, 6, 10) -> 3 image(s) of 10x6 px by linear"
+    assert torch.equal(latent["samples"], before)
+
+
+def test_preview_uses_the_stated_space_the_best_method_and_a_size():
+    latent = {"samples": torch.randn(1, 128, 4, 6), SPACE_KEY: "flux2"}
+    images, text = run(latent, size=96)
+    assert images.shape == (1, 64, 96, 3)
+    assert f"by {preview.best_method('flux2')} (auto)" in text and "flux2 (stated by the latent)" in text
+
+
+def test_preview_asks_for_the_space_when_detection_cannot_tell():
+    with pytest.raises(AmbiguousError, match="choose it in the node's 'space' input"):
+        run({"samples": torch.randn(1, 4, 8, 8) * 6})
+
+
+def test_tiny_preview_decodes_to_full_size_with_the_decoder_in_vae_approx(comfy):
+    folder = Path(comfy.get_folder_paths("vae_approx")[0])
+    folder.mkdir(parents=True)
+    (folder / "taef2_decoder.pth").symlink_to(shared_file("taef2_decoder.pth"))
+    models.register_model_folders()
+    tiny.clear_cache()
+    latent = {"samples": torch.randn(2, 128, 2, 3)}
+    images, text = run(latent, "tiny", "flux2")
+    assert images.shape == (2, 32, 48, 3) and text.endswith("by tiny") and spaces.get("flux2").tiny == "taef2"
