@@ -109,3 +109,10 @@ def test_real_taef2_encodes_images_to_comfyuis_packed_flux2_latent(comfy, monkey
     assert latent["samples"].shape == (1, 128, 2, 4) and latent[SPACE_KEY] == "flux2"
     (decoded,) = TinyVAEDecode().decode(latent, model)
     assert decoded.shape == (1, 32, 64, 3)
+
+
+def test_loader_is_changed_follows_the_files(vae_approx):
+    first = TinyVAELoader.IS_CHANGED("taesd", space="auto")
+    (vae_approx / "taesd_decoder.safetensors").write_bytes(b"")
+    assert TinyVAELoader.IS_CHANGED("taesd", space="auto") != first
+    assert TinyVAELoader.IS_CHANGED("gone", space="auto") == "gone"

@@ -122,6 +122,14 @@ class TinyVAELoader:
             },
         }
 
+    @classmethod
+    def IS_CHANGED(cls, tiny_vae: str, **_: Any) -> str:
+        try:
+            stats = [(str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in tiny_files(tiny_vae)]
+        except (InputError, OSError):
+            return tiny_vae  # loading reports the problem
+        return repr(stats)
+
     def load(self, tiny_vae: str, space: str = AUTO) -> dict[str, Any]:
         model = load_tiny(tiny_vae, space)
         return {"ui": {"text": [f"{tiny_vae}: {_describe(model)}"]}, "result": (model,)}
