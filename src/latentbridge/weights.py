@@ -146,14 +146,19 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
                                  "it may be truncated or corrupt: download it again") from e
 
 
-def _load_torch(path: Path) -> dict[str, torch.Tensor]:
+def torch_load(path: Path, *, error: type[Exception] = WeightsFormatError) -> object:
+    """``torch.load`` restricted to tensors and plain containers; anything else raises ``error`` with the fix."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise WeightsFormatError(f"{path}: refusing to load: unpickling it would run code or build arbitrary Python "
-                                 "objects; convert it to safetensors in a trusted environment") from e
+        raise error(f"{path}: refusing to load: unpickling it would run code or build arbitrary Python objects; "
+                    "convert it to safetensors in a trusted environment") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
-        raise WeightsFormatError(f"{path}: not a readable torch file ({e}); it may be truncated: download it again") from e
+        raise error(f"{path}: not a readable torch file ({e}); it may be truncated or corrupt") from e
+
+
+def _load_torch(path: Path) -> dict[str, torch.Tensor]:
+    obj = torch_load(path)
     while isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), dict):
         obj = next(iter(obj.values()))  # {"state_dict": {...}} and similar wrappers
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import __version__, spaces
 from ..errors import InputError
+from ..weights import torch_load
 from .atomic import atomic_path, check_writable
 
 COMFY_KEY = "latent_tensor"
@@ -100,13 +99,7 @@ def _load_npy(path: Path) -> LatentFile:
 
 
 def _load_torch(path: Path) -> LatentFile:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise InputError(f"{path}: refusing to load: the file would run code or build Python objects when unpickled; "
-                         "convert it to safetensors in a trusted environment") from e
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
-        raise InputError(f"{path}: not a readable torch file ({e}); it may be truncated") from e
+    obj = torch_load(path, error=InputError)
     if isinstance(obj, torch.Tensor):
         return LatentFile(obj, format="torch")
     if isinstance(obj, dict):
