@@ -127,3 +127,12 @@ def test_neural_previewer_is_found_by_name_in_the_model_folders(tmp_path, monkey
     _tiny_previewer(tmp_path, "sd3")
     monkeypatch.setenv("LATENTBRIDGE_MODELS", str(tmp_path))
     assert preview(torch.randn(1, 16, 4, 4), "sd3", method="neural").shape == (1, 3, 4, 4)
+
+
+def test_packed_neural_previewer_gives_the_same_for_packed_and_unpacked_input(tmp_path):
+    path = _tiny_previewer(tmp_path, "flux2", patch=2, context=1)
+    x = torch.randn(2, 128, 4, 6)
+    packed = preview(x, "flux2", method="neural", previewer=path)
+    unpacked = preview(spaces.unpack(x), "flux2", method="neural", domain="taesd", previewer=path)
+    assert packed.shape == (2, 3, 8, 12)
+    torch.testing.assert_close(packed, unpacked, atol=1e-6, rtol=0)

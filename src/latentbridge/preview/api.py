@@ -46,16 +46,15 @@ def preview(
     if method == "linear":
         f = factors if isinstance(factors, Factors) else load_factors(factors) if factors is not None else default_factors(sp)
         with torch.no_grad():
-            out = f.preview(x, patch=patch)
-        if not bool(torch.isfinite(out).all()):
+            out = f.preview(x, patch=patch, clamp=False)
+        if not bool(torch.isfinite(out.sum())):  # one reduction: any NaN or infinity makes the sum non-finite
             out = _mark(out, _bad_pixels(x, patch))
+        out = out.clamp_(0, 1)
     else:
-        if patch > 1:
-            x = spaces.unpack(x, patch)
-        bad = _bad_pixels(x, 1)
+        bad = _bad_pixels(x, patch)
         if bad is not None:
-            x = torch.where(bad.unsqueeze(1), torch.zeros((), dtype=x.dtype, device=x.device), x)
-        out = _neural(x, sp, previewer) if method == "neural" else _tiny(x, sp)
+            x = torch.nan_to_num(x, 0.0, 0.0, 0.0)
+        out = _neural(x, patch, sp, previewer) if method == "neural" else _tiny(x, patch, sp)
         if bad is not None:
             out = _mark(out, bad)
     return resize(out, size) if size is not None else out
@@ -124,20 +123,23 @@ def _mark(rgb: torch.Tensor, bad: torch.Tensor | None) -> torch.Tensor:
     return torch.where(bad.unsqueeze(1), marker, rgb)
 
 
-def _neural(x: torch.Tensor, sp: spaces.LatentSpace, path: str | os.PathLike | None) -> torch.Tensor:
+def _neural(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, path: str | os.PathLike | None) -> torch.Tensor:
     model = neural.load(sp, path, device=x.device, dtype=x.dtype)
+    packed = patch > 1 and patch == model.config.patch  # the net packs its input anyway: hand it over as it is
+    if patch > 1 and not packed:
+        x = spaces.unpack(x, patch)
     with torch.no_grad():
-        return model(x).clamp_(0, 1)
+        return model(x, packed=packed).clamp_(0, 1)
 
 
-def _tiny(x: torch.Tensor, sp: spaces.LatentSpace) -> torch.Tensor:
+def _tiny(x: torch.Tensor, patch: int, sp: spaces.LatentSpace) -> torch.Tensor:
     if sp.tiny is None:
         raise InputError(f"{sp.id} has no tiny autoencoder: use --method linear or neural")
     from .. import tiny
 
     model = tiny.load(f"{sp.tiny}_decoder", device=x.device, dtype=x.dtype)
     with torch.no_grad():
-        return model.decode(x).clamp(0, 1)
+        return model.decode(spaces.unpack(x, patch) if patch > 1 else x).clamp(0, 1)
 
 
 def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -89,10 +89,11 @@ class Factors:
         rows, pp = self.weight.shape[0], self.patch ** 2
         return next(c for c in range(1, rows + 1) if feature_count(c * pp, self.form) == rows)
 
-    def _conv(self, like: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weights of one 1x1 conv mapping straight to [0, 1] (halved, bias + 1 halved), cached per device/dtype.
+    def _matrix(self, like: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(3*p*p, F) weights and (3*p*p, 1) bias mapping straight to [0, 1] (halved, bias + 1 halved), cached per
+        device/dtype.
 
-        The conv takes the latent packed by ``patch`` (channel c*p*p + i*p + j) and gives 3*p*p channels in
+        They take the latent packed by ``patch`` (channel c*p*p + i*p + j) and give 3*p*p values per cell in
         pixel-shuffle order; per-pixel factors are spread over the cell positions, so a packed latent is previewed
         without unpacking it first.
         """
@@ -106,7 +107,7 @@ class Factors:
                 eye = torch.eye(pp, device=like.device)
                 w = torch.einsum("kc,pq->kpcq", w, eye).reshape(3 * pp, w.shape[1] * pp)
                 b = b.repeat_interleave(pp)
-            self._prepared[key] = (w[:, :, None, None].to(like.dtype).contiguous(), b.to(like.dtype).contiguous())
+            self._prepared[key] = (w.to(like.dtype).contiguous(), b[:, None].to(like.dtype).contiguous())
         return self._prepared[key]
 
     def rgb(self, latent: torch.Tensor) -> torch.Tensor:
@@ -119,19 +120,26 @@ class Factors:
             out = out + self.bias.to(latent.device, latent.dtype).view(1, -1, 1, 1)
         return F.pixel_shuffle(out, p) if p > 1 else out
 
-    def preview(self, latent: torch.Tensor, *, patch: int = 1) -> torch.Tensor:
-        """(B, C*patch^2, H, W) latent (packed when ``patch`` > 1) -> RGB in [0, 1] at (H*patch, W*patch), clamped."""
+    def preview(self, latent: torch.Tensor, *, patch: int = 1, clamp: bool = True) -> torch.Tensor:
+        """(B, C*patch^2, H, W) latent (packed when ``patch`` > 1) -> RGB in [0, 1] at (H*patch, W*patch).
+
+        One matrix product per image and a reshape: this is the hot path of live previews.
+        """
         if self.form == "quadratic" or (patch not in (1, self.patch) and self.patch > 1):
             x = spaces.unpack(latent, patch) if patch > 1 else latent
-            return self.rgb(x).add_(1).mul_(0.5).clamp_(0, 1)
+            out = self.rgb(x).add_(1).mul_(0.5)
+            return out.clamp_(0, 1) if clamp else out
         self.check(latent.shape[1] // (patch * patch))
         x = F.pixel_unshuffle(latent, self.patch) if self.patch > patch else latent
         p = max(patch, self.patch)
-        w, b = self._conv(x, p)
-        out = F.conv2d(x, w, b)
-        if p > 1:
-            out = F.pixel_shuffle(out, p)
-        return out.clamp_(0, 1)
+        w, b = self._matrix(x, p)
+        n, c, h, wd = x.shape
+        out = torch.matmul(w, x.reshape(n, c, h * wd)).add_(b)
+        if p > 1:  # pixel shuffle, as one strided copy
+            out = out.view(n, 3, p, p, h, wd).permute(0, 1, 4, 2, 5, 3).reshape(n, 3, h * p, wd * p)
+        else:
+            out = out.view(n, 3, h, wd)
+        return out.clamp_(0, 1) if clamp else out
 
     def check(self, channels: int) -> None:
         if channels != self.channels:
@@ -150,14 +158,13 @@ def default_factors(space: str | spaces.LatentSpace) -> Factors:
     """The factors ``preview(method="linear")`` uses: the project's fitted file shipped for ``space``
     (``models/factors-<space>.safetensors``, where it beats the published factors on held-out photos), else the
     registry's."""
-    sp = spaces.get(space)
-    shipped = PACKAGE_MODELS / f"factors-{sp.id}.safetensors"
-    return _shipped(str(shipped)) if shipped.is_file() else builtin(sp)
+    return _default(spaces.get(space).id)
 
 
-@lru_cache(maxsize=8)
-def _shipped(path: str) -> Factors:
-    return load_factors(path)
+@cache
+def _default(space: str) -> Factors:
+    shipped = PACKAGE_MODELS / f"factors-{space}.safetensors"
+    return load_factors(shipped) if shipped.is_file() else builtin(space)
 
 
 def builtin(space: str | spaces.LatentSpace) -> Factors:

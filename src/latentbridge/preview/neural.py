@@ -57,11 +57,13 @@ class Previewer(nn.Module):
         nn.init.zeros_(self.body[-1].weight)  # start as the affine map; the body learns the residual
         nn.init.zeros_(self.body[-1].bias)
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+    def forward(self, latent: torch.Tensor, *, packed: bool = False) -> torch.Tensor:
+        """``latent`` in the taesd domain, or already packed into cells of ``patch`` when ``packed``."""
         p, up = self.config.patch, self.config.patch * self.config.scale
-        packed = F.pixel_unshuffle(latent, p) if p > 1 else latent  # channel c*p*p + i*p + j, as spaces.pack
-        x = torch.tanh(packed / 4) * 4  # keep wild sampler outputs in the range the body was trained on
-        y = self.linear(packed) + self.body(x)
+        if not packed and p > 1:
+            latent = F.pixel_unshuffle(latent, p)  # channel c*p*p + i*p + j, as spaces.pack
+        x = torch.tanh(latent / 4) * 4  # keep wild sampler outputs in the range the body was trained on
+        y = self.linear(latent) + self.body(x)
         return F.pixel_shuffle(y, up) if up > 1 else y
 
     def init_affine(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:

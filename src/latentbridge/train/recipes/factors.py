@@ -22,19 +22,21 @@ class Options:
     space: str = "flux2"  # latent space to fit (the dataset needs an encoder for it)
     forms: list[str] = field(default_factory=lambda: list(FORMS))  # which forms to fit
     ridge: float = 1e-5  # ridge strength, times the mean feature energy
+    patch: int = 0  # cell side of packed factors; 0 = the space's own packing (2 for FLUX.2), 1 = per pixel
 
 
 class FactorSet(nn.Module):
     """Fitted factors held as buffers, so the trainer can move, evaluate and export them like a network."""
 
-    def __init__(self, channels: int, forms: list[str]):
+    def __init__(self, channels: int, forms: list[str], patch: int):
         super().__init__()
         from ...preview import feature_count
 
         self.forms = forms
         for form in forms:
-            self.register_buffer(f"{form}_weight", torch.zeros(feature_count(channels, form), 3))
-            self.register_buffer(f"{form}_bias", torch.zeros(3))
+            p = 1 if form == "quadratic" else patch  # as fit_factors: quadratic factors are per pixel
+            self.register_buffer(f"{form}_weight", torch.zeros(feature_count(channels * p * p, form), 3 * p * p))
+            self.register_buffer(f"{form}_bias", torch.zeros(3 * p * p))
 
     def factors(self, form: str) -> Factors:
         bias = getattr(self, f"{form}_bias") if form != "linear" else None
@@ -63,7 +65,11 @@ class FactorsRecipe(Recipe):
         return [self.latent_key, self.image_key]
 
     def build(self) -> dict[str, nn.Module]:
-        return {"factors": FactorSet(self.space.taesd_channels, list(self.options.forms))}
+        return {"factors": FactorSet(self.space.taesd_channels, list(self.options.forms), self.patch)}
+
+    @property
+    def patch(self) -> int:
+        return self.options.patch or (self.space.packing.patch if self.space.packing else 1)
 
     def _pair(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return spaces.convert_domain(batch[self.latent_key], self.space, self.domain, "taesd"), batch[self.image_key]
@@ -71,7 +77,8 @@ class FactorsRecipe(Recipe):
     def fit(self, nets, data: LatentDataset) -> None:
         step = 64
         pairs = (self._pair(data.batch(torch.arange(i, min(len(data), i + step)))) for i in range(0, len(data), step))
-        fitted = fit_factors(pairs, forms=self.options.forms, ridge=self.options.ridge, space=self.space.id)
+        fitted = fit_factors(pairs, forms=self.options.forms, ridge=self.options.ridge, space=self.space.id,
+                             patch=self.patch)
         with torch.no_grad():
             for form, f in fitted.items():
                 getattr(nets["factors"], f"{form}_weight").copy_(f.weight)
