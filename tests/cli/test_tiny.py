@@ -16,6 +16,14 @@ def run(capsys, *argv):
 
 
 @pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     tiny.clear_cache()
     yield

@@ -13,6 +13,14 @@ diffusers = pytest.importorskip("diffusers")
 from latentbridge.integrations.diffusers.tiny_vae import TinyFlux2VAE  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 @cache
 def _taef2_shaped() -> TinyAutoencoder:
     torch.manual_seed(0)

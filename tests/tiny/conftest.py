@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from tests.conftest import SHARED_WEIGHTS, shared_file
 
 from latentbridge import tiny
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
