@@ -98,7 +98,8 @@ def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.dev
     ``device`` defaults to CPU and ``dtype`` to float32 whatever the file stores. The variant and channel count
     come from the weights; the latent space (needed for the raw/model domains) from ``space``, the name, the
     file's metadata, ComfyUI's vae_scale/vae_shift, or the variant where only one space uses it. Names are
-    looked up in ``models_dir`` only when given; ``download`` as in :func:`locate`.
+    looked up in ``models_dir`` only when given; ``download`` as in :func:`locate`. The returned model is shared
+    by every caller asking for the same files, device and dtype: ``copy.deepcopy`` it before changing it in place.
     """
     device = torch.device(device or "cpu")
     dtype = dtype or torch.float32
