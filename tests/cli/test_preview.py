@@ -125,3 +125,31 @@ def test_demo_section_runs_on_the_bundled_examples(tmp_path):
     assert any("extra" in line for line in lines)
     assert (tmp_path / "preview-extra.png").is_file()
     assert spaces.get("flux2")
+
+
+def test_fit_preview_through_a_diffusers_vae_folder(tmp_path, capsys):
+    diffusers = pytest.importorskip("diffusers")
+    vae = diffusers.AutoencoderKL(block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4,
+                                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                                  scaling_factor=0.18215)
+    vae.save_pretrained(tmp_path / "vae")
+    _photos(tmp_path / "images", n=4, size=32)
+    code, out, _ = run(capsys, "fit-preview", "--encoder", f"diffusers:{tmp_path / 'vae'}", "--images",
+                       tmp_path / "images", "--size", "32", "-o", tmp_path / "f.safetensors")
+    assert code == 0 and "sd1: fitted on 3 images, held out 1" in out
+    assert load_factors(tmp_path / "f.safetensors").channels == 4
+
+
+def test_fit_preview_with_the_real_taef2_encoder_fits_packed_factors(tmp_path, capsys, photos, monkeypatch):
+    from tests.conftest import SHARED_WEIGHTS, shared_file
+
+    shared_file("taef2_encoder.pth")
+    monkeypatch.setenv("LATENTBRIDGE_MODELS", str(SHARED_WEIGHTS))
+    (tmp_path / "images").mkdir()
+    for p in photos[:6]:
+        (tmp_path / "images" / p.name).symlink_to(p)
+    code, out, _ = run(capsys, "fit-preview", "--encoder", "taef2", "--images", tmp_path / "images", "--size", "128",
+                       "-o", tmp_path / "f.safetensors")
+    assert code == 0 and "flux2" in out and "built-in" in out
+    f = load_factors(tmp_path / "f.safetensors", form="affine")
+    assert f.patch == 2 and f.channels == 32

@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--size", type=int, default=512, help="encode images resized so the short side has this many "
                    "pixels, centre-cropped to a multiple of the downscale [%(default)s]")
     f.add_argument("--ridge", type=float, default=1e-5, help="ridge strength, times the mean feature energy [%(default)s]")
+    f.add_argument("--patch", type=int, help="fit linear/affine factors per PxP cell of the unpacked latent [the "
+                   "space's packing: 2 for FLUX.2, whose normalisation differs per cell position; else 1]")
     f.add_argument("--device", default="auto", help="auto, cpu or cuda for the encoder [%(default)s]")
     add_output(f, help_text="factors file (.safetensors) holding every fitted form")
     f.set_defaults(func=cmd_fit)
@@ -170,18 +172,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if not train or not test:
         raise InputError(f"need images both to fit and to hold out; got {len(train)} and {len(test)} "
                          "(adjust --eval or add images)")
-    fitted = fit_factors(train, ridge=args.ridge, space=sp.id)
+    patch = args.patch or (sp.packing.patch if sp.packing else 1)
+    fitted = fit_factors(train, ridge=args.ridge, space=sp.id, patch=patch)
     candidates: dict[str, Factors] = {f"fitted {k}": v for k, v in fitted.items()}
     if sp.rgb_factors is not None:
         candidates["built-in"] = builtin(sp)
     scores = {name: torch.cat([factors_psnr(f, lat, img) for _, lat, img in test]) for name, f in candidates.items()}
     print(f"{sp.id}: fitted on {len(train)} images, held out {len(test)}; PSNR (dB) at latent resolution vs the image "
-          "averaged over each latent cell")
+          f"averaged over each latent cell{f'; linear and affine per {patch}x{patch} cell' if patch > 1 else ''}")
     print(f"  {'factors':<18}{'mean':>7}{'min':>7}{'max':>7}")
     for name, s in scores.items():
         print(f"  {name:<18}{s.mean():7.2f}{s.min():7.2f}{s.max():7.2f}")
     default = max(fitted, key=lambda k: float(scores[f"fitted {k}"].mean()))
-    info = {"images_fit": len(train), "images_held_out": len(test), "ridge": args.ridge,
+    info = {"images_fit": len(train), "images_held_out": len(test), "ridge": args.ridge, "patch": patch,
             "held_out_psnr": {k: round(float(v.mean()), 3) for k, v in scores.items()},
             "encoder": args.encoder or "latent files", "size": args.size}
     save_factors(args.output, fitted, space=sp.id, default=default, info=info, overwrite=args.overwrite)

@@ -169,12 +169,16 @@ def _default(space: str) -> Factors:
 
 def builtin(space: str | spaces.LatentSpace) -> Factors:
     """The registry's factors (and bias) for ``space``; an error says how to fit some when it has none."""
-    return _builtin(spaces.get(space).id)
+    sp = spaces.get(space)
+    return _builtin(sp.id) if sp is spaces.get(sp.id) else _from_space(sp)
 
 
 @cache
 def _builtin(space: str) -> Factors:
-    sp = spaces.get(space)
+    return _from_space(spaces.get(space))
+
+
+def _from_space(sp: spaces.LatentSpace) -> Factors:
     if sp.rgb_factors is None:
         raise InputError(f"{sp.id} has no built-in preview factors: fit some with 'latentbridge fit-preview --space "
                          f"{sp.id}' and pass them with --factors (or use --method tiny/neural)")
