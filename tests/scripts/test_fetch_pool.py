@@ -273,19 +273,19 @@ def make_fake_package(root: Path, name: str, images: dict[str, bytes], copyright
 
 @pytest.fixture
 def offline_packages(fp, monkeypatch, tmp_path):
-    """Replace apt-get/dpkg-deb with fake package trees: {package: {path: bytes}}."""
+    """Replace downloading/dpkg-deb with fake package trees: {NAME or NAME@SUITE: {path: bytes}}."""
     trees: dict[str, dict[str, bytes]] = {}
 
     def download(spec, dest):
         dest.mkdir(parents=True, exist_ok=True)
-        path = dest / f"{spec.name}_1.0-1_all.deb"
+        path = dest / f"{spec.folder}_1.0-1_all.deb"  # NAME, or NAME@SUITE outside bookworm
         path.write_bytes(b"fake")
         return path
 
     def unpack(archive, dest):
-        name = archive.name.split("_")[0]
+        folder = archive.name.split("_")[0]
         dest.mkdir(parents=True, exist_ok=True)
-        make_fake_package(dest, name, trees[name])
+        make_fake_package(dest, folder.split("@")[0], trees[folder])
 
     monkeypatch.setattr(fp, "download", download)
     monkeypatch.setattr(fp, "unpack", unpack)
@@ -396,3 +396,198 @@ def test_pool_leaves_out_images_whose_credit_is_excluded(fp, tmp_path, offline_p
     (record,) = fp.read_manifest(cache / "manifest.jsonl")
     assert record["author"] == "Jane" and record["category"] == "astro"
     assert json.loads((cache / "packages.json").read_text())["sky-pack"]["rejected"] == {"credit-excluded": 1}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Debian suites: names, the signed archive index, dedup across suites and against the shared photos
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [("budgie-backgrounds", ("budgie-backgrounds", "bookworm")), ("trixie:budgie-backgrounds", ("budgie-backgrounds", "trixie")),
+     ("pypi:scikit-image", ("pypi:scikit-image", "bookworm")), ("sid:lomiri-wallpapers-16.04", ("lomiri-wallpapers-16.04", "sid"))],
+)
+def test_parse_package_arg_reads_an_optional_suite(fp, arg, expected):
+    assert fp.parse_package_arg(arg) == expected
+
+
+def test_parse_package_arg_rejects_a_malformed_suite(fp):
+    with pytest.raises(ValueError, match="SUITE:NAME"):
+        fp.parse_package_arg("Trixie!:foo")
+
+
+def test_package_spec_key_and_folder_keep_the_base_suite_unchanged(fp):
+    assert (fp.PackageSpec("foo").key, fp.PackageSpec("foo").folder) == ("foo", "foo")
+    trixie = fp.PackageSpec("foo", suite="trixie")
+    assert (trixie.key, trixie.folder) == ("trixie:foo", "foo@trixie")
+    assert fp.PackageSpec("pypi:scikit-image", suite="sid").key == "pypi:scikit-image"
+
+
+def test_resolve_specs_moves_curated_rules_to_the_asked_suite_and_keeps_eval_packages_eval(fp):
+    moved, curated, plain, evaluation = fp.resolve_specs(
+        ["sid:mate-backgrounds", "trixie:budgie-backgrounds", "new-package", "sid:digikam-data"], default_suite="trixie")
+    assert moved.suite == "sid" and moved.include == ("usr/share/backgrounds/mate/nature/*",)
+    assert curated in fp.DEFAULT_PACKAGES and curated.exclude == ("*ocean-waves*",)
+    assert (plain.suite, plain.include) == ("trixie", ("*",))
+    assert evaluation.split == "eval" and evaluation.key == "sid:digikam-data"
+
+
+def test_default_list_takes_every_reserved_package_as_eval_in_every_suite(fp):
+    for spec in fp.DEFAULT_PACKAGES:
+        assert (spec.split == "eval") == (spec.name in fp.RESERVED_EVAL)
+    assert len({s.key for s in fp.DEFAULT_PACKAGES}) == len(fp.DEFAULT_PACKAGES)
+
+
+RELEASE = """Origin: Debian
+Codename: trixie
+MD5Sum:
+ 0123 10 main/binary-amd64/Packages.xz
+SHA256:
+ {sha} {size} main/binary-amd64/Packages.xz
+ ffff 99 main/Contents-all.gz
+"""
+
+
+def fake_archive(fp, monkeypatch, tmp_path, deb: bytes, served_deb: bytes | None = None, gpgv_rc: int = 0):
+    """A DebianArchive whose HTTP and gpgv are replaced: one package, ``demo``, whose index lists ``deb``'s hash."""
+    import hashlib
+    import lzma
+    import subprocess
+
+    packages = (f"Package: demo\nVersion: 2.0-1\nArchitecture: all\nFilename: pool/main/d/demo/demo_2.0-1_all.deb\n"
+                f"Size: {len(deb)}\nSHA256: {hashlib.sha256(deb).hexdigest()}\nDescription: x\n continued\n\n"
+                "Package: other\nVersion: 1\nFilename: pool/main/o/other_1_all.deb\nSHA256: 00\n")
+    packages_xz = lzma.compress(packages.encode())
+    release = RELEASE.format(sha=hashlib.sha256(packages_xz).hexdigest(), size=len(packages_xz))
+    served = {"http://mirror/dists/trixie/InRelease": b"signed",
+              "http://mirror/dists/trixie/main/binary-amd64/Packages.xz": packages_xz,
+              "http://mirror/pool/main/d/demo/demo_2.0-1_all.deb": deb if served_deb is None else served_deb}
+    urls = []
+
+    def http_get(url, into=None, tries=3):
+        urls.append(url)
+        if into is not None:
+            into.write_bytes(served[url])
+            return b""
+        return served[url]
+
+    def run(cmd, capture_output, check):
+        assert cmd[0] == "gpgv" and "--keyring" in cmd
+        return subprocess.CompletedProcess(cmd, gpgv_rc, stdout=release.encode(), stderr=b"gpgv: BAD signature")
+
+    monkeypatch.setattr(fp, "_http_get", http_get)
+    monkeypatch.setattr(fp.subprocess, "run", run)
+    keyring = tmp_path / "keyring.gpg"
+    keyring.write_bytes(b"keys")
+    return fp.DebianArchive("trixie", mirror="http://mirror", keyring=keyring), urls
+
+
+def test_parse_release_sha256_reads_only_the_sha256_section(fp):
+    assert fp.parse_release_sha256(RELEASE.format(sha="ab", size=5)) == {
+        "main/binary-amd64/Packages.xz": ("ab", 5), "main/Contents-all.gz": ("ffff", 99)}
+
+
+def test_debian_archive_fetches_a_verified_package_and_reuses_it(fp, monkeypatch, tmp_path):
+    archive, urls = fake_archive(fp, monkeypatch, tmp_path, b"deb bytes")
+    assert archive.index()["demo"]["Version"] == "2.0-1"
+    path = archive.fetch("demo", tmp_path / "dl")
+    assert path.name == "demo_2.0-1_all.deb" and path.read_bytes() == b"deb bytes"
+    assert archive.fetch("demo", tmp_path / "dl") == path
+    assert sum(u.endswith(".deb") for u in urls) == 1  # the verified file on disk is reused
+    with pytest.raises(fp.FetchError, match="not in Debian trixie"):
+        archive.fetch("no-such-package", tmp_path / "dl")
+
+
+def test_debian_archive_refuses_a_package_whose_hash_does_not_match(fp, monkeypatch, tmp_path):
+    archive, _ = fake_archive(fp, monkeypatch, tmp_path, b"deb bytes", served_deb=b"tampered")
+    (tmp_path / "dl").mkdir()
+    with pytest.raises(fp.FetchError, match="SHA-256"):
+        archive.fetch("demo", tmp_path / "dl")
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_debian_archive_refuses_an_index_whose_signature_does_not_verify(fp, monkeypatch, tmp_path):
+    archive, _ = fake_archive(fp, monkeypatch, tmp_path, b"deb bytes", gpgv_rc=1)
+    with pytest.raises(fp.FetchError, match="does not verify"):
+        archive.index()
+
+
+def test_square_phash_matches_the_same_picture_cut_to_another_aspect(fp):
+    wide = Image.fromarray(photo_like(50, (1600, 900)))
+    narrower = wide.crop((100, 0, 1500, 900)).resize((1120, 720), Image.LANCZOS)
+    assert fp.hamming(fp.square_phash(wide), fp.square_phash(narrower)) <= 6
+    assert fp.hamming(fp.square_phash(wide), fp.square_phash(Image.fromarray(photo_like(51, (1600, 900))))) > 12
+    d = fp.Deduper(6)
+    d.add("sha-a", fp.phash(wide), "images/a.jpg", fp.square_phash(wide))
+    assert d.find("sha-b", fp.phash(narrower), fp.square_phash(narrower)) == "images/a.jpg"
+
+
+def test_pool_keeps_one_copy_across_suites_and_forgets_per_suite(fp, tmp_path, offline_packages):
+    photo, other = photo_like(60, (1200, 800)), photo_like(61)
+    reencoded = jpeg_bytes(np.asarray(Image.fromarray(photo).resize((900, 600), Image.LANCZOS)), quality=80)
+    offline_packages["walls"] = {"usr/share/backgrounds/lake.jpg": jpeg_bytes(photo)}
+    offline_packages["walls@trixie"] = {"usr/share/backgrounds/lake.jpg": reencoded,
+                                        "usr/share/backgrounds/new.jpg": jpeg_bytes(other)}
+    cache = tmp_path / "pool"
+    common = ["--cache", str(cache), "--shared-sources", str(tmp_path / "none.json")]
+    assert fp.main(["walls", "trixie:walls", *common]) == 0
+    records = fp.read_manifest(cache / "manifest.jsonl")
+    assert sorted((r["suite"], r["original_path"]) for r in records) == [
+        ("bookworm", "usr/share/backgrounds/lake.jpg"), ("trixie", "usr/share/backgrounds/new.jpg")]
+    trixie = next(r for r in records if r["suite"] == "trixie")
+    assert trixie["file"].startswith("images/walls@trixie/") and trixie["package"] == "walls"
+    status = json.loads((cache / "packages.json").read_text())
+    assert status["trixie:walls"]["rejected"] == {"duplicate": 1} and status["trixie:walls"]["suite"] == "trixie"
+    assert fp.main(["trixie:walls", "--force", *common]) == 0  # processing one suite again leaves the other alone
+    assert sorted(r["suite"] for r in fp.read_manifest(cache / "manifest.jsonl")) == ["bookworm", "trixie"]
+    assert (cache / "images" / "walls").is_dir()
+    assert "| walls | trixie | 1.0-1 | train | photo | 1 |" in fp.summary_table(json.loads((cache / "packages.json").read_text()))
+
+
+def test_pool_drops_a_reencoded_copy_of_a_shared_photo(fp, tmp_path, offline_packages):
+    original = Image.fromarray(photo_like(70, (1536, 1024)))
+    shared_dir = tmp_path / "shared"
+    shared_dir.mkdir()
+    crop = fp.resize_short(original, 512, 2048)
+    left = (crop.width - 512) // 2
+    crop.crop((left, 0, left + 512, 512)).save(shared_dir / "photo_000.jpg", quality=95)
+    (shared_dir / "sources.json").write_text(json.dumps([{"file": "photo_000.jpg", "original_sha256": "not-these-bytes"}]))
+    offline_packages["walls@trixie"] = {"usr/share/backgrounds/lake.jpg": jpeg_bytes(np.asarray(original), quality=85)}
+    cache = tmp_path / "pool"
+    assert fp.main(["trixie:walls", "--cache", str(cache), "--shared-sources", str(shared_dir / "sources.json")]) == 0
+    assert fp.read_manifest(cache / "manifest.jsonl") == []
+    assert json.loads((cache / "packages.json").read_text())["trixie:walls"]["rejected"] == {"duplicate": 1}
+
+
+def test_pool_leaves_out_images_whose_license_is_excluded(fp, tmp_path, offline_packages, monkeypatch):
+    copyright_text = DEP5 + "\nFiles: images/land/city*\nCopyright: Various\nLicense: Unsplash\n"
+    offline_packages["sky"] = {"usr/share/games/sky/images/land/city1.jpg": jpeg_bytes(photo_like(80)),
+                               "usr/share/games/sky/images/land/beach1.jpg": jpeg_bytes(photo_like(81))}
+    spec = fp.PackageSpec("sky", exclude_licenses=("Unsplash",))
+    monkeypatch.setattr(fp, "DEFAULT_PACKAGES", (spec,))
+    real_unpack = fp.unpack
+
+    def unpack(archive, dest):
+        real_unpack(archive, dest)
+        (dest / "usr/share/doc/sky/copyright").write_text(copyright_text)
+
+    monkeypatch.setattr(fp, "unpack", unpack)
+    cache = tmp_path / "pool"
+    assert fp.main(["sky", "--cache", str(cache), "--shared-sources", str(tmp_path / "none.json")]) == 0
+    (record,) = fp.read_manifest(cache / "manifest.jsonl")
+    assert record["original_path"].endswith("beach1.jpg") and record["license"] == "GPL-2+"
+    assert json.loads((cache / "packages.json").read_text())["sky"]["rejected"] == {"license-excluded": 1}
+
+
+def test_pool_fills_in_suite_and_square_hash_of_an_older_manifest(fp, tmp_path):
+    cache = tmp_path / "pool"
+    (cache / "images" / "old").mkdir(parents=True)
+    Image.fromarray(photo_like(90)).save(cache / "images" / "old" / "a.jpg")
+    old = {"file": "images/old/a.jpg", "sha256_original": "x", "phash": "00ff00ff00ff00ff", "package": "old", "source": "deb",
+           "split": "train"}
+    fp.write_manifest(cache / "manifest.jsonl", [old])
+    (cache / "packages.json").write_text(json.dumps({"old": {"state": "done", "kept": 1}}))
+    pool = fp.Pool(fp.PoolOptions(cache=cache, shared_sources=None))
+    (record,) = pool.records
+    assert record["suite"] == "bookworm" and len(record["phash_square"]) == 16
+    assert pool.status["old"]["suite"] == "bookworm" and fp.record_key(record) == "old"
