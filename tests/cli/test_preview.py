@@ -153,3 +153,10 @@ def test_fit_preview_with_the_real_taef2_encoder_fits_packed_factors(tmp_path, c
     assert code == 0 and "flux2" in out and "built-in" in out
     f = load_factors(tmp_path / "f.safetensors", form="affine")
     assert f.patch == 2 and f.channels == 32
+
+
+def test_preview_files_of_different_shapes_share_one_grid(tmp_path, capsys):
+    a = io.save_latent(tmp_path / "a.safetensors", torch.randn(1, 16, 8, 8), space="sd3", domain="model")
+    b = io.save_latent(tmp_path / "b.safetensors", torch.randn(1, 16, 4, 8), space="sd3", domain="model")
+    code, out, _ = run(capsys, "preview", a, b, "--method", "linear", "-o", tmp_path / "p.png")
+    assert code == 0 and "grid of 2" in out

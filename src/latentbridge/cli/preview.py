@@ -20,6 +20,7 @@ from ..preview import (
     fit_factors,
     load_factors,
     preview,
+    resize,
     save_factors,
 )
 from .common import add_output, read_latent
@@ -83,11 +84,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
                       size=args.size)
         used.add(f"{sp.id} {m}")
         frames += list(rgb)
-    if len({tuple(f.shape) for f in frames}) > 1:
-        size = max(max(f.shape[-2:]) for f in frames)
-        frames = [io_resize(f, size) for f in frames]
+    frames = _same_size(frames)
     if args.animate:
-        io.save_animation(out, [f for f in frames], duration_ms=args.duration, overwrite=args.overwrite)
+        io.save_animation(out, frames, duration_ms=args.duration, overwrite=args.overwrite)
     else:
         io.save_image(out, torch.stack(frames), overwrite=args.overwrite)
     h, w = frames[0].shape[-2:]
@@ -96,10 +95,20 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def io_resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    from ..preview import resize
-
-    return resize(image.unsqueeze(0), size)[0]
+def _same_size(frames: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Previews of different sizes scaled to one longer side, then centred on white to one frame size."""
+    if len({tuple(f.shape) for f in frames}) == 1:
+        return frames
+    side = max(max(f.shape[-2:]) for f in frames)
+    frames = [resize(f.unsqueeze(0), side)[0] for f in frames]
+    h, w = max(f.shape[-2] for f in frames), max(f.shape[-1] for f in frames)
+    out = []
+    for f in frames:
+        top, left = (h - f.shape[-2]) // 2, (w - f.shape[-1]) // 2
+        canvas = f.new_ones(3, h, w)
+        canvas[:, top:top + f.shape[-2], left:left + f.shape[-1]] = f
+        out.append(canvas)
+    return out
 
 
 def _pairs_from_files(args: argparse.Namespace, images: list[Path]) -> tuple[list[tuple[str, torch.Tensor]], str]:
