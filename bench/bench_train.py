@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import SHARED_WEIGHTS, markdown_table, photos, require, write_result
+
 from latentbridge.train import Trainer, build_dataset, load_config, load_encoder, read_metrics
 
 RECIPES = {  # recipe -> [recipe] table for a short run on the benchmark dataset

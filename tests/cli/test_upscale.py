@@ -94,3 +94,15 @@ def test_upscale_cli_mismatched_mask_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out.latent"
     code, _, err = run(capsys, "upscale", src, "--scale", 2, "--method", "bicubic", "-o", out)
     assert code == 2 and "noise_mask is 30x30" in err and not out.exists()
+
+
+def test_upscale_demo_writes_a_picture_of_the_methods(tmp_path, upscaler):
+    from latentbridge import demo_data
+    from latentbridge.cli import upscale as cli_upscale
+
+    ctx = demo_data.DemoContext(["a"], torch.rand(1, 3, 64, 64),
+                                {"a": io.LatentFile(torch.randn(1, 128, 4, 4), "flux2", "raw")})
+    lines = cli_upscale.demo(tmp_path, ctx)
+    assert (tmp_path / "upscale.png").is_file() and "nearest | bicubic | nn" in lines[0] and "nn " in lines[1]
+    lines = cli_upscale.demo(tmp_path, demo_data.DemoContext(["a"], torch.rand(1, 3, 64, 64)))
+    assert "pixel space" in lines[0]

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from latentbridge import weights
 from latentbridge.errors import WeightsFormatError
@@ -51,3 +52,10 @@ def test_bridge_entry_reads_spaces_domains_and_metrics(tmp_path):
     entry = bridge_entry(write_bridge(tmp_path, "flux2", "sana"))
     assert (entry.src, entry.dst, entry.domain_in, entry.metrics) == ("flux2", "sana", "taesd", {"rel_mse": 0.5})
     assert entry.flops_per_pixel > 0
+
+
+def test_no_denormals_zeroes_only_subnormal_values():
+    from latentbridge.interposer.models import no_denormals
+
+    t = torch.tensor([1e-39, -1e-40, 1e-37, 0.5, 0.0])
+    assert no_denormals(t).tolist() == [0.0, 0.0, pytest.approx(1e-37), 0.5, 0.0]

@@ -77,11 +77,11 @@ def demo(out: Path, ctx: demo_data.DemoContext) -> list[str]:
     """2x upscales side by side: nearest | bicubic | learned, of the bundled latents (or the photos in pixel space)."""
     from ..upscale import upscale
 
-    lines, rows = [], []
+    lines, rows, shown = [], [], []
     for name, lf in ctx.latents.items():
-        if not lf.space:
-            continue
-        sp, domain = spaces.get(lf.space), lf.domain or "raw"
+        sp, domain = spaces.get(lf.space) if lf.space else None, lf.domain or "raw"
+        if sp is None or sp.rgb_factors is None:
+            continue  # shown through the linear previewer, which needs factors
         small = lf.tensor.float()[:1]
         methods = ["nearest", "bicubic", "nn"]
         results = {}
@@ -93,8 +93,9 @@ def demo(out: Path, ctx: demo_data.DemoContext) -> list[str]:
             start = time.perf_counter()
             results[m] = (upscale(small, sp, 2, method=m, domain=domain), time.perf_counter() - start)
         pictures = [_look(r, sp, domain) for r, _ in results.values()]
-        if not pictures:
-            continue
+        if shown and list(results) != shown:
+            continue  # one picture, one set of columns
+        shown = list(results)
         size = pictures[0].shape[-2:]
         rows.append(torch.cat([F.interpolate(p, size=size, mode="bilinear", antialias=True) for p in pictures], 3))
         timing = ", ".join(f"{m} {t * 1000:.1f} ms" for m, (_, t) in results.items())
@@ -102,8 +103,7 @@ def demo(out: Path, ctx: demo_data.DemoContext) -> list[str]:
     if rows:
         path = out / "upscale.png"
         io.save_image(path, torch.cat(rows, 2), overwrite=True)
-        return [f"2x latent upscales: {path} (columns: nearest | bicubic | learned, seen through the cheap previewer)",
-                *lines]
+        return [f"2x latent upscales: {path} (columns: {' | '.join(shown)}, seen through the cheap previewer)", *lines]
     return _pixel_demo(out, ctx)
 
 

@@ -206,6 +206,12 @@ def _diff(want: dict[str, torch.Tensor], have: dict[str, torch.Tensor]) -> tuple
     return missing, sorted(set(have) - set(want))
 
 
+def no_denormals(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with values below float32's smallest normal number set to 0: they change nothing but make CPU
+    arithmetic several times slower."""
+    return torch.where(t.abs() < torch.finfo(torch.float32).tiny, torch.zeros_like(t), t)
+
+
 _CACHE: dict[tuple, torch.nn.Module] = {}
 _CACHE_SIZE = 4
 
@@ -216,6 +222,9 @@ def inference_net(path: Path, entry: ModelEntry, device: torch.device, dtype: to
     net = _CACHE.get(key)
     if net is None:
         net, _ = load_file(path, src=entry.src, dst=entry.dst)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(no_denormals(p))
         if isinstance(net, V4Interposer):
             net = FusedV4(net)
         net = net.to(device, dtype).eval().requires_grad_(False)

@@ -30,6 +30,7 @@ from torch import nn
 from ... import spaces
 from ...errors import InputError
 from ...interposer import BridgeConfig, BridgeNet, V4Config, V4Interposer, bridge_metadata
+from ...interposer.models import no_denormals
 from ..cards import card_text, save_model
 from ..dataset import LatentDataset
 from ..recipe import Recipe, register
@@ -55,6 +56,7 @@ class Options:
     image_window: int = 12  # latent pixels per side of the window decoded for the image loss
     image_margin: int = 2  # latent pixels at the window's edge left out of the loss (the decoder sees no context)
     image_batch: int = 4  # crops of each batch that get the image loss (decoding is the expensive part)
+    eval_decode: int = 4  # held-out crops per eval batch decoded for the PSNR (0 = all; decoding is the cost)
     size: int = 0  # dataset crop size to train on (0 = the dataset's main size)
 
 
@@ -89,6 +91,8 @@ class InterposerRecipe(Recipe):
     def __init__(self, options: Options, info, device):
         super().__init__(options, info, device)
         o = options
+        # Denormal floats (tiny gradients and optimiser moments) make CPU convolutions several times slower.
+        torch.set_flush_denormal(True)
         if o.arch not in ("bridge", "v4"):
             raise InputError(f"recipe.arch = {o.arch!r}: use bridge or v4")
         if o.loss not in _LOSSES:
@@ -203,6 +207,8 @@ class InterposerRecipe(Recipe):
         return err / target.float().flatten(1).var(1).clamp_min(1e-12)
 
     def _psnr(self, latent: torch.Tensor, image: torch.Tensor, space: spaces.LatentSpace) -> torch.Tensor:
+        k = self.options.eval_decode or len(latent)
+        latent, image = latent[:k], image[:k]
         picture = self.decoders[space.id].decode(spaces.convert_domain(latent, space, self.domains[space.id], "taesd"))
         mse = (picture.float().clamp(0, 1) - image).pow(2).flatten(1).mean(1)
         return 10 * torch.log10(1 / mse.clamp_min(1e-12))
@@ -255,6 +261,6 @@ class InterposerRecipe(Recipe):
             meta = bridge_metadata(net, src=a.id, dst=b.id, domain_in=self.domains[a.id],
                                    domain_out=self.domains[b.id], metrics=metrics)
             meta["latentbridge.card"] = json.dumps(card, default=str)
-            tensors = {k: v.float() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+            tensors = {k: no_denormals(v.float()) if v.is_floating_point() else v for k, v in net.state_dict().items()}
             written += save_model(out / f"interposer-{a.id}-to-{b.id}.safetensors", tensors, meta, text)
         return written

@@ -39,6 +39,7 @@ from ..dataset import LatentDataset
 from ..recipe import Recipe, register
 
 EVAL_RATIOS = (2.0, 1.5)  # the benchmark's ratios, reported as held-out PSNR through the real decoder
+SENSITIVITY = "channel_sensitivity"  # cache entry: the decoder's per-channel sensitivity
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Options:
     roundtrip_weight: float = 1.0  # MSE weight toward the decode-resize-encode round trip of the low latent
     encode_weight: float = 0.0  # MSE weight toward the photo encoded at the high size
     resize: str = "bilinear"  # image resampling inside the round trip (antialiased): bilinear | bicubic
+    channel_weights: str = "decoder"  # decoder: weight each channel's error by how much the decoder's image moves
+    channel_floor: float = 0.1  # with decoder weights: added to the mean-1 weights so no channel is ignored
     scale_ranges: list[list[float]] = field(default_factory=lambda: [[0.5, 0.5], [1.0, 4.0]])  # trained ratios
     pairs_per_item: int = 4  # size pairs per training crop whose round trip is computed (the cached work)
     width: int = 64  # trunk channels at the input resolution
@@ -72,6 +75,8 @@ class UpscalerRecipe(Recipe):
             raise InputError(f"recipe.resize = {o.resize!r}: use bilinear or bicubic")
         if o.roundtrip_weight < 0 or o.encode_weight < 0 or o.roundtrip_weight + o.encode_weight == 0:
             raise InputError("recipe.roundtrip_weight and recipe.encode_weight must be >= 0, not both 0")
+        if o.channel_weights not in ("decoder", "uniform") or o.channel_floor < 0:
+            raise InputError("recipe.channel_weights is decoder or uniform, and recipe.channel_floor >= 0")
         if o.pairs_per_item < 1:
             raise InputError("recipe.pairs_per_item must be at least 1")
         if any(len(r) != 2 or not 0 < r[0] <= r[1] for r in o.scale_ranges):
@@ -91,6 +96,7 @@ class UpscalerRecipe(Recipe):
                            for r in EVAL_RATIOS}
         self._ae = None
         self._store: dict[tuple[int, int], dict[str, torch.Tensor]] | None = None
+        self.sensitivity = torch.ones(self.space.taesd_channels)
         self.precompute_s = 0.0  # seconds spent computing round-trip targets (0 when read from the cache)
 
     def _covered(self, ratio: float) -> bool:
@@ -170,6 +176,11 @@ class UpscalerRecipe(Recipe):
                     roundtrips[_name((lo, hi))] = torch.cat(parts)
             with atomic_path(cache, overwrite=True) as tmp:
                 save_file({k: v.contiguous() for k, v in roundtrips.items()}, str(tmp), metadata={"spec": json.dumps(spec)})
+        if SENSITIVITY not in roundtrips:
+            roundtrips[SENSITIVITY] = self._sensitivity(roundtrips[_name(max(rows, key=lambda p: (p[1], p[0])))][:8])
+            with atomic_path(cache, overwrite=True) as tmp:
+                save_file({k: v.contiguous() for k, v in roundtrips.items()}, str(tmp), metadata={"spec": json.dumps(spec)})
+        self.sensitivity = roundtrips[SENSITIVITY].float()
         store = {}
         for (lo, hi), r in rows.items():
             idx = torch.tensor(r)
@@ -179,6 +190,35 @@ class UpscalerRecipe(Recipe):
         self._store = store
         self.precompute_s = time.perf_counter() - start
         return store
+
+    @torch.no_grad()
+    def _sensitivity(self, latents: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
+        """Per channel: mean squared change of the decoded image per unit of latent change (finite differences
+        with random signs per pixel, on a few training latents). FLUX.2's decoder moves 100x more for some
+        channels than for others, so an unweighted latent MSE spends the network on what the eye never sees."""
+        z = latents.to(self.device, torch.float32)
+        base = self.autoencoder.decode(z).float()
+        gen = torch.Generator().manual_seed(0)
+        out = []
+        for c in range(z.shape[1]):
+            signs = torch.randint(0, 2, (z.shape[0], 1, *z.shape[-2:]), generator=gen).float().mul(2).sub(1)
+            dz = torch.zeros_like(z)
+            dz[:, c:c + 1] = signs.to(z) * eps
+            out.append(float((self.autoencoder.decode(z + dz).float() - base).pow(2).mean()) / eps ** 2)
+        return torch.tensor(out)
+
+    @property
+    def channel_weights(self) -> torch.Tensor:
+        """Mean-1 weights of the latent error per channel (uniform, or decoder sensitivity plus a floor)."""
+        self._targets()
+        if self.options.channel_weights == "uniform":
+            return torch.ones_like(self.sensitivity)
+        w = self.sensitivity / self.sensitivity.mean() + self.options.channel_floor
+        return w / w.mean()
+
+    def _mse(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        w = self.channel_weights.to(pred.device, pred.dtype).view(1, -1, 1, 1)
+        return ((pred - target).pow(2) * w).mean()
 
     def _draw(self, n: int) -> tuple[tuple[int, int], dict[str, torch.Tensor]]:
         """One size pair and ``n`` of its items, from the torch RNG the trainer seeds per step; random flips."""
@@ -199,8 +239,8 @@ class UpscalerRecipe(Recipe):
         (_, hi), items = self._draw(n)
         size = (hi // self.down, hi // self.down)
         pred = nets["upscaler"](items["lo"], size)
-        mse_rt = F.mse_loss(pred, items["roundtrip"])
-        mse_enc = F.mse_loss(pred, items["encode"])
+        mse_rt = self._mse(pred, items["roundtrip"])
+        mse_enc = self._mse(pred, items["encode"])
         loss = self.options.roundtrip_weight * mse_rt + self.options.encode_weight * mse_enc
         return loss, {"mse_roundtrip": float(mse_rt.detach()), "mse_encode": float(mse_enc.detach())}
 
@@ -275,6 +315,8 @@ class UpscalerRecipe(Recipe):
         facts["architecture"] = f"{asdict(cfg)}, {params} parameters"
         facts["targets"] = (f"round trip through {o.autoencoder or self.space.tiny} (weight {o.roundtrip_weight:g}, "
                             f"{o.resize} resize), photo encoded at the high size (weight {o.encode_weight:g})")
+        facts["channel weights"] = (f"{o.channel_weights}" + (f" (floor {o.channel_floor:g}): " + ", ".join(
+            f"{v:.2f}" for v in self.channel_weights.tolist()) if o.channel_weights == "decoder" else ""))
         facts["round-trip targets"] = f"{self.precompute_s:.0f} s to compute (before the training steps)"
         facts["size pairs"] = ", ".join(f"{lo}->{hi}" for lo, hi in sorted(self._targets()))
         ranges = " and ".join(f"{a:g}x" if a == b else f"{a:g}x to {b:g}x" for a, b in cfg.scale_ranges)

@@ -1,0 +1,163 @@
+"""Previewers on the held-out photos, side by side: quality at latent resolution and time per latent.
+
+For each held-out photo (photo_036..047, 512x512): the real tiny encoder (TAEF2 for flux2, TAESana for sana) gives
+the latent; each previewer maps it to RGB at latent resolution (/8 for FLUX.2, /32 for Sana) and is scored by PSNR
+against the photo averaged over each latent cell. The full TAEF2 decode (then averaged the same way) is the quality
+ceiling. Times are median CPU times of one thread (time.thread_time, so other jobs on the machine do not inflate
+them) for one 64x64 and one 128x128 latent (taesd-domain side: FLUX.2 unpacked /8, so 512 and 1024 px images;
+handed over packed in the model domain, as samplers do), next to a memory copy of the same latent and a full TAEF2
+decode.
+
+Targets: neural flux2 >= 29 dB at <= 1/100 of a full TAEF2 decode; neural sana >= 33 dB; linear within 10x of a
+memory copy.
+
+    flock /work/cpu.lock .venv/bin/python bench/bench_preview.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, write_result
+
+SHEET = ("photo_039.jpg", "photo_040.jpg", "photo_044.jpg", "photo_045.jpg", "photo_046.jpg")
+ATTRIBUTION = ("Contact sheets show the held-out photos with permissive licences only: photo_039 and photo_040 "
+               "(Trevor \"Freespace\", CC-BY-4.0), photo_044 and photo_046 (Aitzol Berasategi, CC-BY-4.0), photo_045 "
+               "(Clemens Engelhardt, CC0-1.0), from Debian's lomiri-wallpapers-16.04. PSNR is over all 12.")
+SIDES = (64, 128)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timing repeats, no 128x128 TAEF2 decode")
+    args = parser.parse_args()
+    require(SHARED_WEIGHTS / "taef2_decoder.pth", "the real TAEF2 and TAESana weights")
+    os.environ.setdefault("LATENTBRIDGE_MODELS", str(SHARED_WEIGHTS))
+    from latentbridge import io, spaces, tiny
+    from latentbridge.preview import builtin, default_factors, preview
+
+    torch.set_grad_enabled(False)
+    paths = photos(held_out=True)
+    images = torch.cat([io.load_image(p) for p in paths])
+    sheet_rows = [i for i, p in enumerate(paths) if p.name in SHEET]
+    repeat = 20 if args.quick else 100
+    decoder = tiny.load("taef2_decoder")
+    report = [f"# Previewers on {len(paths)} held-out photos (512x512), CPU times of one thread", "",
+              __doc__.split("\n\n")[1].replace("\n", " "), ""]
+    summary = []
+    to_taesd = lambda x: spaces.convert_domain(x, "flux2", "model", "taesd")  # noqa: E731
+    decode_times = [_time(lambda x: decoder.decode(to_taesd(x)), spaces.get("flux2"), side, repeat,
+                          skip=args.quick and side > 64) for side in SIDES]
+    for space, encoder in (("flux2", "taef2_encoder"), ("sana", "taesana_encoder")):
+        sp = spaces.get(space)
+        enc = tiny.load(encoder)
+        latent = torch.cat([enc.encode(images[i:i + 4]) for i in range(0, len(images), 4)])  # taesd domain
+        model = spaces.convert_domain(latent, sp, "taesd", "model")
+        target = F.avg_pool2d(images, sp.taesd_downscale)
+        methods = {}
+        if sp.rgb_factors is not None:
+            methods["linear, registry factors"] = lambda x, sp=sp: preview(x, sp, factors=builtin(sp))
+        if default_factors(sp).source != builtin_source(sp):
+            methods["linear, shipped fitted factors (default)"] = lambda x, sp=sp: preview(x, sp)
+        methods["neural (shipped)"] = lambda x, sp=sp: preview(x, sp, method="neural")
+        if space == "flux2":
+            methods["full TAEF2 decode, averaged"] = lambda x: F.avg_pool2d(decoder.decode(to_taesd(x)).clamp(0, 1), 8)
+        copy = [_time(lambda x: x.clone(), sp, side, repeat) for side in SIDES]
+        rows, sheets = [], {"photo (averaged target)": target}
+        for name, fn in methods.items():
+            score = psnr(fn(model), target)
+            sheets[name] = fn(model)
+            times = (decode_times if "TAEF2" in name else
+                     [_time(fn, sp, side, repeat) for side in SIDES])
+            rows.append([name, f"{score.mean():.2f}", f"{score.min():.2f}",
+                         *(f"{_ms(t)}" for t in times),
+                         *(f"{t / c:.1f}x" if t == t else "-" for t, c in zip(times, copy, strict=True)),
+                         *(f"1/{d / t:.0f}" if t == t and d == d else "-" for t, d in zip(times, decode_times, strict=True))])
+            summary.append((space, name, float(score.mean()), times, copy))
+        report += [f"## {space} ({sp.taesd_channels} channels at /{sp.taesd_downscale} in the taesd domain)", "",
+                   markdown_table(["method", "PSNR mean (dB)", "PSNR min", "CPU ms 64x64", "CPU ms 128x128",
+                                   "x copy 64", "x copy 128", "of TAEF2 decode 64", "of TAEF2 decode 128"], rows), "",
+                   f"Memory copy of the same (model-domain) latent: {_ms(copy[0])} ms (64x64), {_ms(copy[1])} ms "
+                   f"(128x128); full TAEF2 decode: {_ms(decode_times[0])} ms (64x64), {_ms(decode_times[1])} ms "
+                   "(128x128).", ""]
+        for name, picture in sheets.items():
+            slug = "linear-fitted" if "shipped fitted" in name else name.split(",")[0].split(" (")[0].replace(" ", "-")
+            tiles = F.interpolate(picture[sheet_rows].float().clamp(0, 1), size=(128, 128), mode="nearest")
+            path = RESULTS / f"preview-{space}-{slug}.png"
+            io.save_image(path, tiles, nrow=len(sheet_rows), overwrite=True)
+            report.append(f"- {name}: ![{space} {name}]({path.name})")
+        report.append("")
+    report += ["## Targets", ""]
+    report += _targets(summary, decode_times)
+    report += ["", ATTRIBUTION]
+    write_result("preview", "\n".join(report))
+
+
+def builtin_source(sp) -> str:
+    from latentbridge.preview import builtin
+
+    try:
+        return builtin(sp).source
+    except Exception:  # noqa: BLE001 - a space without registry factors
+        return ""
+
+
+def _time(fn, sp, side: int, repeat: int, *, skip: bool = False) -> float:
+    """Median single-thread CPU seconds of ``fn`` on a random model-domain latent of ``side`` taesd pixels."""
+    if skip:
+        return float("nan")
+    x = torch.randn(sp.latent_shape(side * sp.taesd_downscale, side * sp.taesd_downscale, domain="model"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.thread_time()
+        fn(x)  # warm-up (oneDNN picks its kernels on the first call)
+        slow = time.thread_time() - start > 0.5
+        times = []
+        for _ in range(3 if slow else repeat):
+            start = time.thread_time()
+            fn(x)
+            times.append(time.thread_time() - start)
+        return statistics.median(times)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ms(seconds: float) -> str:
+    return "-" if seconds != seconds else f"{seconds * 1000:.3f}" if seconds < 0.01 else f"{seconds * 1000:.1f}"
+
+
+def _targets(summary, decode_times) -> list[str]:
+    get = {(s, n): (p, t, c) for s, n, p, t, c in summary}
+    lines = []
+    for space, goal in (("flux2", 29.0), ("sana", 33.0)):
+        found = get.get((space, "neural (shipped)"))
+        if found is None:
+            continue
+        score, times, _ = found
+        text = f"- neural {space}: {score:.2f} dB (target >= {goal:g}): {'met' if score >= goal else 'NOT met'}"
+        if space == "flux2":
+            ratio = decode_times[0] / times[0]
+            text += (f"; CPU time 1/{ratio:.0f} of a full TAEF2 decode at 64x64 (target <= 1/100): "
+                     f"{'met' if ratio >= 100 else 'NOT met'}")
+        lines.append(text)
+    for (space, name), (_, times, copy) in get.items():
+        if name.startswith("linear") and ("default" in name or not any(
+                s == space and "default" in n for s, n in get)):
+            worst = max(t / c for t, c in zip(times, copy, strict=True))
+            lines.append(f"- linear {space} ({name}): at most {worst:.1f}x a memory copy of the same latent "
+                         f"(target <= 10x): {'met' if worst <= 10 else 'NOT met'}")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Latent upscaling of FLUX.2 on the held-out photos: learned vs bicubic latent vs the TAEF2 round trip, side by side.
+
+For each held-out photo and ratio (2x, 1.5x): the photo at 256 px is encoded by the real TAEF2 encoder; the latent is
+upscaled by the learned upscaler, by bicubic interpolation, and by the decode-resize-encode round trip through TAEF2;
+each result is decoded by the real TAEF2 decoder and compared with the photo at the high size (PSNR). Times are per
+image (batch 1) on this machine's CPU. Targets: learned >= bicubic + 3 dB, within 1 dB of the round trip, and at
+least 100x faster than it.
+
+    flock /work/cpu.lock .venv/bin/python bench/bench_upscale.py [--model FILE] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, timeit, write_result
+
+LOW = 256  # pixels of the photo the low latent encodes
+RATIOS = (2.0, 1.5)
+GRID = ("photo_039.jpg", "photo_044.jpg", "photo_045.jpg")  # CC-BY-4.0, CC-BY-4.0, CC0-1.0: see the attribution
+ATTRIBUTION = ("Crops of photo_039 (Trevor \"Freespace\", CC-BY-4.0), photo_044 (Aitzol Berasategi, CC-BY-4.0) and "
+               "photo_045 (Clemens Engelhardt, CC0-1.0), from Debian's lomiri-wallpapers-16.04.")
+
+
+def load_photo(path: Path, size: int) -> torch.Tensor:
+    with Image.open(path) as im:
+        im = im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+    from latentbridge.io import pil_to_tensor
+
+    return pil_to_tensor(im)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="upscaler file to measure instead of the shipped flux2 one")
+    parser.add_argument("--quick", action="store_true", help="4 photos, fewer timing repeats")
+    args = parser.parse_args()
+    require(SHARED_WEIGHTS / "taef2_decoder.pth", "the real TAEF2 weights")
+    os.environ.setdefault("LATENTBRIDGE_MODELS", str(SHARED_WEIGHTS))
+    from latentbridge import io, tiny, upscale
+
+    torch.set_grad_enabled(False)
+    ae = tiny.load("taef2")
+    model = upscale.load(args.model or "flux2")
+    paths = photos(held_out=True)[: 4 if args.quick else None]
+    repeat = 3 if args.quick else 7
+
+    def roundtrip(z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        image = ae.decode(z).clamp(0, 1)
+        image = F.interpolate(image, size=(size[0] * 8, size[1] * 8), mode="bilinear", antialias=True).clamp(0, 1)
+        return ae.encode(image)
+
+    methods = {
+        "learned": lambda z, size: upscale.upscale(z, "flux2", size=size, method="nn", model=model),
+        "bicubic": lambda z, size: upscale.upscale(z, "flux2", size=size, method="bicubic"),
+        "round trip": roundtrip,
+    }
+    rows, summary, tiles = [], [], []
+    for ratio in RATIOS:
+        high = round(LOW * ratio)
+        size = (high // 8, high // 8)
+        scores: dict[str, list[float]] = {m: [] for m in methods}
+        for path in paths:
+            z = ae.encode(load_photo(path, LOW))
+            truth = load_photo(path, high)
+            decoded = {m: ae.decode(fn(z, size)).clamp(0, 1) for m, fn in methods.items()}
+            for m, image in decoded.items():
+                scores[m].append(float(psnr(image, truth)))
+            if ratio == 2.0 and path.name in GRID:
+                crop = (slice(None), slice(None), slice(high // 2 - 64, high // 2 + 64), slice(high // 2 - 64, high // 2 + 64))
+                tiles.append(torch.cat([truth[crop]] + [decoded[m][crop] for m in ("bicubic", "round trip", "learned")], 3))
+        z = ae.encode(load_photo(paths[0], LOW))
+        times = {m: timeit(lambda fn=fn, z=z, size=size: fn(z, size), warmup=1, repeat=repeat) for m, fn in methods.items()}
+        mean = {m: sum(v) / len(v) for m, v in scores.items()}
+        for m in methods:
+            rows.append([f"{ratio:g}x", m, f"{mean[m]:.2f}", f"{min(scores[m]):.2f}", f"{times[m] * 1000:.1f}",
+                         f"{times['round trip'] / times[m]:.0f}x"])
+        gain, gap = mean["learned"] - mean["bicubic"], mean["round trip"] - mean["learned"]
+        speed = times["round trip"] / times["learned"]
+        summary.append(f"- **{ratio:g}x** ({LOW} -> {high} px): learned {gain:+.2f} dB vs bicubic (target >= +3: "
+                       f"{'met' if gain >= 3 else 'MISSED'}), {gap:.2f} dB below the round trip (target <= 1: "
+                       f"{'met' if gap <= 1 else 'MISSED'}), {speed:.0f}x faster than it (target >= 100x: "
+                       f"{'met' if speed >= 100 else 'MISSED'})")
+    grid_path = RESULTS / "upscale_crops.png"
+    if tiles:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        io.save_image(grid_path, torch.cat(tiles, 2), overwrite=True)
+    threads = torch.get_num_threads()
+    text = "\n".join([
+        "# Latent upscaling, FLUX.2 (bench/bench_upscale.py)", "",
+        f"{len(paths)} held-out photos ({paths[0].stem}..{paths[-1].stem}); low latent = TAEF2 encoding of the photo "
+        f"at {LOW} px; PSNR (dB) of the TAEF2-decoded result against the photo at the high size; time per image "
+        f"(batch 1) on the CPU ({threads} threads), median of {repeat}. Model: {model.path}.", "",
+        markdown_table(["ratio", "method", "PSNR mean", "PSNR worst", "ms / image", "speed vs round trip"], rows), "",
+        *summary, "",
+        f"Crop grid (2x, centre 128 px): {grid_path.name}, columns photo | bicubic | round trip | learned. {ATTRIBUTION}",
+    ])
+    write_result("upscale", text)
+
+
+if __name__ == "__main__":
+    main()
