@@ -52,21 +52,9 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-def latent_summary(lf: io.LatentFile) -> dict:
-    t = lf.tensor.detach().float()
-    finite = torch.isfinite(t)
-    vals = t[finite]
-    stats = {"min": float(vals.min()), "max": float(vals.max()), "mean": float(vals.mean()),
-             "std": float(vals.std()) if vals.numel() > 1 else 0.0} if vals.numel() else {}
-    return {"file": str(lf.path), "format": lf.format, "shape": list(lf.tensor.shape),
-            "dtype": str(lf.tensor.dtype).removeprefix("torch."), "nonfinite": int((~finite).sum()),
-            "stats": stats, "space": lf.space, "domain": lf.domain, "metadata": lf.metadata,
-            "extras": {k: list(v.shape) for k, v in lf.extras.items()}}
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     lf, _, _ = read_latent(args.latent, args, need_space=False, finite=False)
-    info = latent_summary(lf)
+    info = io.latent_summary(lf)
     found = spaces.detect(lf.tensor, {k: v for k, v in {"space": lf.space, "domain": lf.domain}.items() if v})
     info["detected"] = {"ambiguous": found.ambiguous, "summary": found.summary,
                         "candidates": [{"space": c.space.id, "domain": c.domain, "confidence": c.confidence,

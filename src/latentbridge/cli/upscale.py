@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from .. import demo_data, io, spaces
 from ..errors import InputError, WeightsNotFoundError
+from ..upscale.api import METHODS
+from ..upscale.plain import pixel_size
 from .common import add_latent_input, add_output, read_latent, write_latent
-
-METHODS = ("nn", "nearest", "bilinear", "bicubic", "area", "antialias")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,16 +39,7 @@ def latent_size(args: argparse.Namespace, hw: tuple[int, int], sp: spaces.Latent
         return None, args.scale
     if args.width is None and args.height is None:
         raise InputError("say how big the result should be: --scale X, or --width/--height in pixels")
-    d = sp.downscale_in(domain)
-    h, w = hw
-    for name, value in (("width", args.width), ("height", args.height)):
-        if value is not None and (value < d or value % d):
-            lower, upper = max(d, value - value % d), value - value % d + d
-            raise InputError(f"--{name} {value} is not a multiple of {sp.id}'s {d}-pixel latent cells in the {domain} "
-                             f"domain: use {lower} or {upper}")
-    out_w = args.width // d if args.width is not None else max(1, round(w * (args.height // d) / h))
-    out_h = args.height // d if args.height is not None else max(1, round(h * out_w / w))
-    return (out_h, out_w), None
+    return pixel_size(hw, sp, domain, width=args.width, height=args.height), None
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from .images import (
     save_pil,
     tensor_to_pil,
 )
-from .latents import LatentFile, load_latent, save_latent
+from .latents import LatentFile, latent_summary, load_latent, save_latent
 from .plot import line_plot
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "LatentFile",
     "atomic_path",
     "check_writable",
+    "latent_summary",
     "line_plot",
     "list_images",
     "load_image",

@@ -160,3 +160,16 @@ def save_latent(
         else:
             torch.save({"samples": data, **extras}, tmp)
     return path
+
+
+def latent_summary(lf: LatentFile) -> dict:
+    """Shape, dtype, finite statistics, stated space and extras of a latent file, as plain data (for info views)."""
+    t = lf.tensor.detach().float()
+    finite = torch.isfinite(t)
+    vals = t[finite]
+    stats = {"min": float(vals.min()), "max": float(vals.max()), "mean": float(vals.mean()),
+             "std": float(vals.std()) if vals.numel() > 1 else 0.0} if vals.numel() else {}
+    return {"file": str(lf.path), "format": lf.format, "shape": list(lf.tensor.shape),
+            "dtype": str(lf.tensor.dtype).removeprefix("torch."), "nonfinite": int((~finite).sum()),
+            "stats": stats, "space": lf.space, "domain": lf.domain, "metadata": lf.metadata,
+            "extras": {k: list(v.shape) for k, v in lf.extras.items()}}

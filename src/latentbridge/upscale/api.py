@@ -11,9 +11,10 @@ import torch
 from .. import spaces
 from ..errors import InputError
 from .learned import LearnedUpscaler, upscale_learned
-from .plain import Scale, plain_method, resample, resample_latent, target_size
+from .plain import PLAIN_METHODS, Scale, plain_method, resample, resample_latent, target_size
 
 LEARNED = ("nn", "learned")
+METHODS = ("nn", *PLAIN_METHODS)  # what a user picks from: the learned upscaler, then the plain methods
 
 
 def upscale(

@@ -24,7 +24,7 @@ from .. import spaces, weights
 from ..errors import InputError, UnknownSpaceError, WeightsFormatError, WeightsNotFoundError
 from .plain import Scale, target_size
 
-KIND = "latent_upscale"  # models-folder kind (e.g. ComfyUI's models/latent_upscale)
+KIND = "latent_upscale_models"  # models-folder kind, named as ComfyUI names its folder (models/latent_upscale_models)
 FORMAT = "latentbridge.upscaler/1"
 
 

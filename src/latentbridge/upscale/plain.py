@@ -51,6 +51,23 @@ def target_size(hw: Sequence[int], scale: Scale | None = None, size: Sequence[in
     return max(1, round(h * sy)), max(1, round(w * sx))
 
 
+def pixel_size(hw: Sequence[int], space: spaces.LatentSpace, domain: str, *, width: int | None = None,
+               height: int | None = None) -> tuple[int, int]:
+    """Latent (H, W) for a target image size in pixels; one side alone keeps the aspect ratio of ``hw``."""
+    if width is None and height is None:
+        raise InputError("say how big the result should be: a scale, or a width and/or height in pixels")
+    d = space.downscale_in(domain)
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and (value < d or value % d):
+            lower, upper = max(d, value - value % d), value - value % d + d
+            raise InputError(f"{name} {value} is not a multiple of {space.id}'s {d}-pixel latent cells in the "
+                             f"{domain} domain: use {lower} or {upper}")
+    h, w = int(hw[0]), int(hw[1])
+    out_w = width // d if width is not None else max(1, round(w * (height // d) / h))
+    out_h = height // d if height is not None else max(1, round(h * out_w / w))
+    return out_h, out_w
+
+
 def _pair(scale: Scale) -> tuple[float, float]:
     pair = (float(scale), float(scale)) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
     if len(pair) != 2 or not all(math.isfinite(s) and s > 0 for s in pair):

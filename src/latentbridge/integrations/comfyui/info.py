@@ -7,7 +7,6 @@ from typing import Any
 import torch
 
 from latentbridge import io, spaces
-from latentbridge.cli.base import latent_summary
 from latentbridge.integrations.comfyui.common import (
     AUTO,
     CATEGORY,
@@ -24,7 +23,7 @@ def describe(latent: dict, space: str = AUTO) -> str:
     """Lines of text about a ComfyUI LATENT: shape, space (and how it was settled), statistics, detection."""
     tensor = latent_samples(latent)
     sp, how = resolve_space(tensor, space, stated=stated_space(latent), required=False)
-    summary = latent_summary(io.LatentFile(tensor, sp.id if sp else None, "raw"))
+    summary = io.latent_summary(io.LatentFile(tensor, sp.id if sp else None, "raw"))
     lines = [f"LATENT {tuple(summary['shape'])} {summary['dtype']} on {tensor.device}"]
     if sp is not None:
         h, w = tensor.shape[-2:]
@@ -35,7 +34,7 @@ def describe(latent: dict, space: str = AUTO) -> str:
     lines.append(_stats_line("raw", summary["stats"]))
     if sp is not None and summary["stats"]:
         model = spaces.convert_domain(tensor.float(), sp, "raw", "model")
-        lines.append(_stats_line("model", latent_summary(io.LatentFile(model))["stats"]))
+        lines.append(_stats_line("model", io.latent_summary(io.LatentFile(model))["stats"]))
     if summary["nonfinite"]:
         lines.append(f"WARNING: {summary['nonfinite']} NaN or infinite values")
     lines.append(_channel_line(tensor))

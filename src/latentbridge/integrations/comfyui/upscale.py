@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from latentbridge import spaces
-from latentbridge.cli.upscale import METHODS, latent_size
 from latentbridge.errors import InputError
 from latentbridge.integrations.comfyui import models
 from latentbridge.integrations.comfyui.common import (
@@ -22,7 +20,7 @@ from latentbridge.integrations.comfyui.common import (
     space_input,
     stated_space,
 )
-from latentbridge.upscale import LEARNED, upscale_samples
+from latentbridge.upscale import LEARNED, METHODS, pixel_size, upscale_samples
 from latentbridge.upscale.learned import weight_name
 
 
@@ -58,8 +56,9 @@ def upscale_latent(latent: dict, method: str, scale_by: float, width: int, heigh
     """The resized LATENT (``noise_mask`` resized with it, ``batch_index`` kept) and a line saying what was done."""
     tensor = latent_samples(latent)
     sp, recorded = _spaces_for(tensor, space, stated_space(latent), method)
-    size, scale = latent_size(argparse.Namespace(scale=None if width or height else scale_by, width=width or None,
-                                                 height=height or None), tuple(tensor.shape[-2:]), sp, "raw")
+    size, scale = None, scale_by
+    if width or height:
+        size, scale = pixel_size(tensor.shape[-2:], sp, "raw", width=width or None, height=height or None), None
     mask = latent.get("noise_mask")
     h, w, d = tensor.shape[-2], tensor.shape[-1], sp.downscale
     # ComfyUI's samplers resize any mask to the latent; one at neither latent nor image resolution is left as it is
