@@ -7,7 +7,9 @@ extras="${1:-}"
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "error: latentbridge needs Python 3.10 or newer" >&2; exit 2; }
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
-  .venv/bin/pip install --quiet torch==2.13.0
+  # Where pip finds no local CPU wheel (PyPI serves CUDA builds on Linux), point it at one:
+  # LATENTBRIDGE_TORCH_INDEX=https://download.pytorch.org/whl/cpu scripts/setup.sh
+  .venv/bin/pip install --quiet torch==2.13.0 ${LATENTBRIDGE_TORCH_INDEX:+--index-url "$LATENTBRIDGE_TORCH_INDEX"}
 fi
 spec="."
 [[ -n "$extras" ]] && spec=".[${extras}]"

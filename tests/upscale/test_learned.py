@@ -87,7 +87,7 @@ def test_learned_upscale_ratio_out_of_range_says_so_and_offers_plain(models):
     _save(models, "sd1")
     x = torch.randn(1, 4, 8, 8)
     for scale in (0.75, 5.0, 0.25):
-        with pytest.raises(InputError, match=r"outside the range .*\(0\.5x and 1x to 4x\).*method='bicubic'"):
+        with pytest.raises(InputError, match=r"outside the range .*\(0\.5x and 1x to 4x\).*plain method instead, e.g. bicubic"):
             upscale(x, "sd1", scale, method="nn")
 
 
@@ -100,7 +100,7 @@ def test_learned_upscale_channels_the_model_does_not_take(models, tmp_path):
 
 
 def test_learned_upscale_missing_model_names_the_fix(models):
-    with pytest.raises(WeightsNotFoundError, match=r"no learned upscaler for sd3.*upscaler.*method='bicubic'"):
+    with pytest.raises(WeightsNotFoundError, match=r"no learned upscaler for sd3.*upscaler.*plain method such as bicubic"):
         upscale(torch.randn(1, 16, 8, 8), "sd3", 2, method="nn")
 
 

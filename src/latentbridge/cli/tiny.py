@@ -18,7 +18,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="tiny autoencoder: a name (taesd, taesdxl, taesd3, taef1, taef2, taesana) or a "
-                   "weight file [the space's own]")
+                   "weight file [the tiny autoencoder of --space, or of the latent's stated space]")
     p.add_argument("--models-dir", help="look for named models only in this folder")
     p.add_argument("--device", default="cpu", help="where the network runs (cpu, cuda, mps) [%(default)s]")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="compute precision [%(default)s]")

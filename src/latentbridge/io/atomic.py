@@ -19,7 +19,7 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     if not path.parent.is_dir():
         raise InputError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
     if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists: choose another name or pass --overwrite (overwrite=True)")
+        raise InputError(f"{path} already exists: choose another name or allow overwriting (--overwrite; overwrite=True in Python)")
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"cannot write {path}: no permission to write in {path.parent}")
     return path

@@ -209,7 +209,7 @@ def _find(ref: str | os.PathLike | spaces.LatentSpace) -> Path:
     except WeightsNotFoundError as e:
         raise WeightsNotFoundError(f"no learned upscaler for {sp.id}: {e}. Train one with the 'upscaler' recipe "
                                    "(see configs/upscaler-flux2.toml), or use a plain method such as "
-                                   "method='bicubic'") from None
+                                   "bicubic") from None
 
 
 def upscale_learned(
@@ -234,13 +234,13 @@ def upscale_learned(
     if up.space is not sp:
         raise InputError(f"the loaded upscaler serves {up.space.id} ({up.config.channels}-channel taesd-domain "
                          f"latents); this is a {sp.id} latent ({sp.taesd_channels} channels in the taesd domain): "
-                         f"load the upscaler of {sp.id}, or use a plain method such as method='bicubic'")
+                         f"load the upscaler of {sp.id}, or use a plain method such as bicubic")
     ratios = (out_hw[0] / latent.shape[-2], out_hw[1] / latent.shape[-1])
     bad = [r for r in ratios if not up.config.covers(r)]
     if bad:
         raise InputError(f"ratio {bad[0]:.3g}x is outside the range the {up.space.id} upscaler was trained for "
-                         f"({up.config.describe_ranges()}): use a plain method instead, e.g. method='bicubic' "
-                         f"(or 'antialias' to shrink), or upscale in two steps")
+                         f"({up.config.describe_ranges()}): use a plain method instead, e.g. bicubic "
+                         f"(or antialias to shrink), or upscale in two steps")
     p = sp.packing.patch if (sp.packing and domain != "taesd") else 1
     z = spaces.convert_domain(latent, sp, domain, "taesd") if domain != "taesd" else latent
     out = up(z, (out_hw[0] * p, out_hw[1] * p))

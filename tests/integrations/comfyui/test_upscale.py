@@ -80,7 +80,7 @@ def test_learned_upscale_finds_the_spaces_model_in_latent_upscale_models(upscale
     chosen, _ = run(latent, "nn", 2.0, model="upscaler-sd1.safetensors")
     assert auto["samples"].shape == (1, 4, 16, 16) and torch.equal(auto["samples"], chosen["samples"])
     assert text.endswith("nn (upscaler-sd1.safetensors)")
-    with pytest.raises(WeightsNotFoundError, match="no learned upscaler for sdxl.*method='bicubic'"):
+    with pytest.raises(WeightsNotFoundError, match="no learned upscaler for sdxl.*plain method such as bicubic"):
         run(latent, "nn", 2.0, space="sdxl")
     with pytest.raises(WeightsNotFoundError, match="gone.safetensors is not in ComfyUI's latent_upscale_models"):
         run(latent, "nn", 2.0, model="gone.safetensors")
