@@ -23,6 +23,25 @@ def _seed_and_isolate(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture
+def one_thread():
+    """Small tensors: one thread avoids the OpenMP hand-offs that dominate on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fresh_tiny_cache():
+    """No tiny autoencoder cached by an earlier test."""
+    from latentbridge import tiny
+
+    tiny.clear_cache()
+    yield
+    tiny.clear_cache()
+
+
 def shared_file(name: str) -> Path:
     path = SHARED_WEIGHTS / name
     if not path.is_file():

@@ -8,26 +8,13 @@ from latentbridge import io, tiny
 from latentbridge.cli import main
 from latentbridge.tiny import layouts
 
+pytestmark = pytest.mark.usefixtures("one_thread", "fresh_tiny_cache")
+
 
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    tiny.clear_cache()
-    yield
-    tiny.clear_cache()
 
 
 @pytest.fixture(scope="module")

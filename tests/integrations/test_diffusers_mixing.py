@@ -12,14 +12,7 @@ from latentbridge import mixing  # noqa: E402
 from latentbridge.errors import InputError  # noqa: E402
 from latentbridge.integrations.diffusers import mixing as dm  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread; several threads mostly wait on each other on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 VAE_CONSTANTS = {"sd1": (0.18215, None), "sdxl": (0.13025, None), "sd3": (1.5305, 0.0609), "flux1": (0.3611, 0.1159)}

@@ -11,6 +11,8 @@ from latentbridge import spaces  # noqa: E402
 from latentbridge.integrations.diffusers import preview as dp  # noqa: E402
 from latentbridge.integrations.diffusers.preview import LivePreview, unpack_tokens  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SCHEDULERS = {
     "ddim": lambda: diffusers.DDIMScheduler(set_alpha_to_one=True, clip_sample=False, steps_offset=1),
     "ddim-v": lambda: diffusers.DDIMScheduler(set_alpha_to_one=True, clip_sample=False, steps_offset=1,
@@ -23,14 +25,6 @@ SCHEDULERS = {
     "dpm++2m-v": lambda: diffusers.DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
                                                                final_sigmas_type="zero", prediction_type="v_prediction"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _vae(cls=None, channels=4, **extra):

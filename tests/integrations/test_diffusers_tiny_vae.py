@@ -12,14 +12,8 @@ from latentbridge.tiny import TinyAutoencoder, arch
 diffusers = pytest.importorskip("diffusers")
 from latentbridge.integrations.diffusers.tiny_vae import TinyFlux2VAE  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 @cache
 def _taef2_shaped() -> TinyAutoencoder:

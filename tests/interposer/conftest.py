@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 REF_GIT = Path(os.environ.get("LATENTBRIDGE_INTERPOSER_GIT", "/work/.mirror/city96+SD-Latent-Interposer/repo"))
 
@@ -35,9 +34,5 @@ def reference(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """These networks are small: one thread avoids OpenMP hand-off costs (and stalls when the CPU is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """These networks are small: one thread for every interposer test."""

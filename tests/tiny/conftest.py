@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from tests.conftest import SHARED_WEIGHTS, shared_file
 
-from latentbridge import tiny
-
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP hand-offs that dominate on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    tiny.clear_cache()
-    yield
-    tiny.clear_cache()
+def _tiny_defaults(one_thread, fresh_tiny_cache):
+    """Every tiny test: one thread, nothing cached by an earlier test."""
 
 
 @pytest.fixture
