@@ -116,3 +116,7 @@ def test_loader_is_changed_follows_the_files(vae_approx):
     (vae_approx / "taesd_decoder.safetensors").write_bytes(b"")
     assert TinyVAELoader.IS_CHANGED("taesd", space="auto") != first
     assert TinyVAELoader.IS_CHANGED("gone", space="auto") == "gone"
+
+
+def test_loader_fingerprint_keeps_paths_out_of_saved_metadata(vae_approx):
+    assert str(vae_approx) not in TinyVAELoader.IS_CHANGED("taesd", space="auto")

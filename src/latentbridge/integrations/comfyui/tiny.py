@@ -7,6 +7,7 @@ the space from the name, the file's metadata, or the loader's ``space`` input.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,8 @@ class TinyVAELoader:
             stats = [(str(path), path.stat().st_mtime_ns, path.stat().st_size) for path in tiny_files(tiny_vae)]
         except (InputError, OSError):
             return tiny_vae  # loading reports the problem
-        return repr(stats)
+        # a digest, not the paths: ComfyUI copies this into the metadata of the files a workflow saves
+        return hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
 
     def load(self, tiny_vae: str, space: str = AUTO) -> dict[str, Any]:
         model = load_tiny(tiny_vae, space)
