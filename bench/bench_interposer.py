@@ -1,7 +1,7 @@
 """Interposer benchmark: speed against the reference v4.0 network and the tiny-autoencoder round trip, and the
 quality of the shipped flux2 <-> sana models on the held-out photos, side by side in one run.
 
-    flock /work/cpu.lock .venv/bin/python bench/bench_interposer.py [--reference interposer.py] [--models-dir DIR]
+    .venv/bin/python bench/bench_interposer.py [--reference interposer.py] [--models-dir DIR]
 
 The reference network is city96's ``interposer.py``, imported from a temporary folder: from ``--reference`` (or
 ``$LATENTBRIDGE_INTERPOSER_REF``), else read from the git mirror in ``$LATENTBRIDGE_INTERPOSER_GIT``. Writes

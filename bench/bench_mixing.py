@@ -5,7 +5,7 @@
 2. Memory: peak RSS growth while a sampler walks 20, 50 and 200 noised copies from the lazy unsampler, against
    materialising the batch first as the Iterative Mixer's Batch Unsampler did. Target: flat in the steps.
 
-    flock /work/cpu.lock .venv/bin/python bench/bench_mixing.py [--quick]
+    .venv/bin/python bench/bench_mixing.py [--quick]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ decode.
 Targets: neural flux2 >= 29 dB at <= 1/100 of a full TAEF2 decode; neural sana >= 33 dB; linear within 10x of a
 memory copy.
 
-    flock /work/cpu.lock .venv/bin/python bench/bench_preview.py [--quick]
+    .venv/bin/python bench/bench_preview.py [--quick]
 """
 
 from __future__ import annotations

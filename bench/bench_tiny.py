@@ -13,7 +13,7 @@ The reference ``taesd.py`` is never vendored: it is read at run time from a file
 madebyollin/taesd git mirror (``--reference-git``, default ``$LATENTBRIDGE_TAESD_GIT`` or
 ``/work/.mirror/madebyollin+taesd/repo``) into a temporary folder and imported from there.
 
-    flock /work/cpu.lock .venv/bin/python bench/bench_tiny.py [--quick]
+    .venv/bin/python bench/bench_tiny.py [--quick]
 """
 
 from __future__ import annotations

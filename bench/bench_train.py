@@ -1,6 +1,6 @@
 """Training throughput: dataset-builder images/second per encoder, and the share of a training step spent loading data.
 
-Usage: flock /work/cpu.lock .venv/bin/python bench/bench_train.py [--images 12] [--steps 40]
+Usage: .venv/bin/python bench/bench_train.py [--images 12] [--steps 40]
 Needs ../shared (real TAEF2/TAESana encoders and photos). Target: data loading under 10% of a training step.
 """
 

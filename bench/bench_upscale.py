@@ -6,7 +6,7 @@ each result is decoded by the real TAEF2 decoder and compared with the photo at 
 image (batch 1) on this machine's CPU. Targets: learned >= bicubic + 3 dB, within 1 dB of the round trip, and at
 least 100x faster than it.
 
-    flock /work/cpu.lock .venv/bin/python bench/bench_upscale.py [--model FILE] [--quick]
+    .venv/bin/python bench/bench_upscale.py [--model FILE] [--quick]
 """
 
 from __future__ import annotations
