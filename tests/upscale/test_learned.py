@@ -132,3 +132,16 @@ def test_config_covers_trained_ranges_only():
     assert cfg.covers(0.5) and cfg.covers(1.0) and cfg.covers(4.0) and cfg.covers(2.37)
     assert not cfg.covers(0.75) and not cfg.covers(4.5)
     assert cfg.describe_ranges() == "0.5x and 1x to 4x"
+
+
+def test_sub_grid_strided_conv_equals_unshuffle_then_pointwise_conv():
+    import torch.nn.functional as F
+
+    from latentbridge.upscale import UpscalerConfig, UpscalerNet
+
+    net = UpscalerNet(UpscalerConfig(channels=4, width=8, blocks=1, sub=4, sub_channels=3, head=8))
+    grid = torch.randn(2, 3, 20, 28)
+    c = net.config
+    strided = F.conv2d(grid, net.from_sub.weight.view(c.head, c.sub_channels, c.sub, c.sub), net.from_sub.bias,
+                       stride=c.sub)
+    assert torch.allclose(strided, net.from_sub(F.pixel_unshuffle(grid, c.sub)), atol=1e-5)

@@ -103,7 +103,10 @@ class UpscalerNet(nn.Module):
         grid = F.pixel_shuffle(self.to_sub(feats), c.sub)
         grid = F.interpolate(grid, size=(oh * c.sub, ow * c.sub), mode="bilinear", align_corners=False,
                              antialias=(oh < h or ow < w))
-        x = self.from_sub(F.pixel_unshuffle(grid, c.sub))
+        # from_sub is a 1x1 conv over pixel_unshuffle(grid): the same sum as a sub x sub conv with stride sub,
+        # which skips the unshuffled copy
+        weight = self.from_sub.weight.view(c.head, c.sub_channels, c.sub, c.sub)
+        x = F.conv2d(grid, weight, self.from_sub.bias, stride=c.sub)
         ratio = torch.tensor([[math.log(oh / h), math.log(ow / w)]], device=z.device, dtype=z.dtype)
         x = self.head(x + self.embed(ratio)[:, :, None, None])
         base = F.interpolate(z, size=(oh, ow), mode="bilinear", align_corners=False, antialias=(oh < h or ow < w))
