@@ -5,7 +5,7 @@ quality of the shipped flux2 <-> sana models on the held-out photos, side by sid
 
 The reference network is city96's ``interposer.py``, imported from a temporary folder: from ``--reference`` (or
 ``$LATENTBRIDGE_INTERPOSER_REF``), else read from the git mirror in ``$LATENTBRIDGE_INTERPOSER_GIT``. Writes
-``bench/results/interposer.md`` and two pictures (not to be committed: they show copyleft photos).
+``bench/results/interposer.md`` and two pictures of the held-out photos with permissive licences.
 """
 
 from __future__ import annotations
@@ -176,9 +176,16 @@ def false_colour(latent: torch.Tensor, basis: torch.Tensor, mean: torch.Tensor, 
     return F.interpolate(torch.sigmoid(rgb), size=(size, size), mode="nearest")
 
 
+PICTURED = ("photo_039.jpg", "photo_040.jpg", "photo_044.jpg", "photo_045.jpg", "photo_046.jpg")
+ATTRIBUTION = ("Pictured: photo_039 and photo_040 (Trevor \"Freespace\", CC-BY-4.0), photo_044 and photo_046 (Aitzol "
+               "Berasategi, CC-BY-4.0), photo_045 (Clemens Engelhardt, CC0-1.0), from Debian's lomiri-wallpapers-16.04; "
+               "the scores are over all 12.")
+
+
 def bench_quality(codecs: Codecs, models_dir) -> tuple[str, dict[str, float]]:
     train = [io.load_image(p) for p in photos(held_out=False)]
-    held = [io.load_image(p) for p in photos(held_out=True)]
+    held_paths = photos(held_out=True)
+    held = [io.load_image(p) for p in held_paths]
     enc_train = [codecs.encode(im) for im in train]
     fits = {
         "affine after 4x pooling": lstsq_map([F.avg_pool2d(f, 4) for f, _ in enc_train], [s for _, s in enc_train]),
@@ -194,7 +201,7 @@ def bench_quality(codecs: Codecs, models_dir) -> tuple[str, dict[str, float]]:
                             "photo averaged by 32, bicubic up")}
     grid_back, grid_fwd = [], []
     thumb = 192
-    for image in held:
+    for path, image in zip(held_paths, held, strict=True):
         f, s = codecs.encode(image)
         with torch.no_grad():
             ours_s = convert(f, "flux2", "sana", domain="taesd", models_dir=models_dir)
@@ -213,24 +220,26 @@ def bench_quality(codecs: Codecs, models_dir) -> tuple[str, dict[str, float]]:
                                                                           mode="bicubic", align_corners=False)}
             for k, v in pictures.items():
                 back[k].append(float(psnr(v, image)))
+        if path.name not in PICTURED:
+            continue  # copyleft photos are scored, never pictured
         small = lambda t: F.interpolate(t.clamp(0, 1), size=(thumb, thumb), mode="area")  # noqa: E731
         grid_back += [small(image), small(pictures["TAEF2 round trip of the photo (upper bound)"]),
                       small(pictures["ours"]), small(pictures["affine map + bicubic x4"])]
         grid_fwd += [small(image), false_colour(s, basis, mean, thumb), false_colour(trip_s, basis, mean, thumb),
                      false_colour(ours_s, basis, mean, thumb), false_colour(preds["affine after 4x pooling"], basis, mean, thumb)]
-    io.save_image(RESULTS / "interposer-sana-to-flux2.png", torch.cat(grid_back), nrow=4, overwrite=True)
-    io.save_image(RESULTS / "interposer-flux2-to-sana.png", torch.cat(grid_fwd), nrow=5, overwrite=True)
+    io.save_image(RESULTS / "interposer-sana-to-flux2.jpg", torch.cat(grid_back), nrow=4, overwrite=True, quality=90)
+    io.save_image(RESULTS / "interposer-flux2-to-sana.jpg", torch.cat(grid_fwd), nrow=5, overwrite=True, quality=90)
     mean_of = lambda v: sum(v) / len(v)  # noqa: E731
     fwd_rows = [[k, mean_of(v), max(v)] for k, v in fwd.items()]
     back_rows = [[k, mean_of(v), min(v)] for k, v in back.items()]
     text = (f"### flux2 -> sana: latent MSE / variance of the TAESana encoding ({len(held)} held-out photos, 512x512)\n\n"
             + markdown_table(["method", "mean", "worst"], fwd_rows)
-            + "\n\nTarget <= 0.15, goal 0.10. Pictures: `interposer-flux2-to-sana.png` (photo | TAESana latent | round "
+            + "\n\nTarget <= 0.15, goal 0.10. Pictures: `interposer-flux2-to-sana.jpg` (photo | TAESana latent | round "
             "trip | ours | affine baseline; latents as three principal components, since no TAESana decoder exists)."
             "\n\n### sana -> flux2: PSNR (dB) of the TAEF2-decoded result against the photo\n\n"
             + markdown_table(["method", "mean", "worst"], back_rows)
-            + "\n\nTarget >= 18.5 dB, goal 20 dB. Pictures: `interposer-sana-to-flux2.png` (photo | TAEF2 round trip | "
-            "ours | affine + bicubic baseline).")
+            + "\n\nTarget >= 18.5 dB, goal 20 dB. Pictures: `interposer-sana-to-flux2.jpg` (photo | TAEF2 round trip | "
+            "ours | affine + bicubic baseline). " + ATTRIBUTION)
     return text, {"fwd_rel_mse": mean_of(fwd["ours"]), "back_psnr": mean_of(back["ours"]),
                   "colour_psnr": mean_of(back["photo averaged by 32, bicubic up"])}
 

@@ -57,7 +57,10 @@ def save(image: Image.Image, name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("demo", type=Path, help="folder written by 'latentbridge demo -o FOLDER'")
-    demo = parser.parse_args().demo
+    parser.add_argument("--comfyui", type=Path, help="outputs of examples/comfyui/photo_tour.json (run_workflow.py "
+                        "--outputs DIR): makes comfyui-tour.jpg")
+    args = parser.parse_args()
+    demo = args.demo
     OUT.mkdir(parents=True, exist_ok=True)
 
     # Previews: rows photo / linear / neural per space; 6 photos, tiles already scaled up (nearest) by the demo.
@@ -77,6 +80,12 @@ def main() -> None:
     upscaled = Image.open(demo / "upscale.png").convert("RGB")
     save(upscaled.resize((upscaled.width // 2, upscaled.height // 2), Image.Resampling.LANCZOS), "upscale.jpg")
 
+    # Conversion: rows flux2 / sana latent, columns its preview | there and back | the converted latent's preview;
+    # written only when the interposer models are on disk.
+    convert = demo / "convert.png"
+    if convert.is_file():
+        save(Image.open(convert).convert("RGB"), "convert.jpg")
+
     tiny = demo / "tiny.png"
     if tiny.is_file():  # pairs photo | round trip (twice as wide as high), two per row: keep the first row
         grid = Image.open(tiny).convert("RGB")
@@ -85,6 +94,11 @@ def main() -> None:
         save(sheet([[half for pair in pairs for half in tiles_of_pair(pair)]], 192), "tiny-roundtrip.jpg")
     else:
         print(f"{tiny}: not there (no TAEF2 weights when the demo ran); tiny-roundtrip.jpg left as it is")
+
+    if args.comfyui:  # the input photo, then each SaveImage of the tour in the order of their prefixes
+        shots = sorted((args.comfyui / "tour").glob("*.png"))
+        photo = Image.open(Path(__file__).resolve().parent.parent / "src/latentbridge/data/examples/bee.jpg")
+        save(sheet([[photo.convert("RGB"), *(Image.open(f).convert("RGB") for f in shots)]], 192), "comfyui-tour.jpg")
 
 
 if __name__ == "__main__":

@@ -227,7 +227,8 @@ def inference_net(path: Path, entry: ModelEntry, device: torch.device, dtype: to
                 p.copy_(no_denormals(p))
         if isinstance(net, V4Interposer):
             net = FusedV4(net)
-        net = net.to(device, dtype).eval().requires_grad_(False)
+        # channels-last weights, like the activations run_route hands in: oneDNN skips its layout reorders
+        net = net.to(device, dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
         while len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = net
