@@ -96,7 +96,7 @@ class UpscalerRecipe(Recipe):
                            for r in EVAL_RATIOS}
         self._ae = None
         self._store: dict[tuple[int, int], dict[str, torch.Tensor]] | None = None
-        self.sensitivity = torch.ones(self.space.taesd_channels)
+        self._channel_weights = torch.ones(self.space.taesd_channels)
         self.precompute_s = 0.0  # seconds spent computing round-trip targets (0 when read from the cache)
 
     def _covered(self, ratio: float) -> bool:
@@ -174,13 +174,13 @@ class UpscalerRecipe(Recipe):
                         parts.append(self.roundtrip(z, (hi // self.down, hi // self.down)).half().cpu())
                         bar.update(len(idx))
                     roundtrips[_name((lo, hi))] = torch.cat(parts)
-            with atomic_path(cache, overwrite=True) as tmp:
-                save_file({k: v.contiguous() for k, v in roundtrips.items()}, str(tmp), metadata={"spec": json.dumps(spec)})
-        if SENSITIVITY not in roundtrips:
+        fresh_sensitivity = SENSITIVITY not in roundtrips
+        if fresh_sensitivity:
             roundtrips[SENSITIVITY] = self._sensitivity(roundtrips[_name(max(rows, key=lambda p: (p[1], p[0])))][:8])
+        if missing or fresh_sensitivity:  # one write of the cache, whatever was computed
             with atomic_path(cache, overwrite=True) as tmp:
                 save_file({k: v.contiguous() for k, v in roundtrips.items()}, str(tmp), metadata={"spec": json.dumps(spec)})
-        self.sensitivity = roundtrips[SENSITIVITY].float()
+        self._channel_weights = self._weights(roundtrips[SENSITIVITY].float())
         store = {}
         for (lo, hi), r in rows.items():
             idx = torch.tensor(r)
@@ -207,14 +207,18 @@ class UpscalerRecipe(Recipe):
             out.append(float((self.autoencoder.decode(z + dz).float() - base).pow(2).mean()) / eps ** 2)
         return torch.tensor(out)
 
+    def _weights(self, sensitivity: torch.Tensor) -> torch.Tensor:
+        """Mean-1 weights of the latent error per channel (uniform, or decoder sensitivity plus a floor)."""
+        if self.options.channel_weights == "uniform":
+            return torch.ones_like(sensitivity)
+        w = sensitivity / sensitivity.mean() + self.options.channel_floor
+        return w / w.mean()
+
     @property
     def channel_weights(self) -> torch.Tensor:
-        """Mean-1 weights of the latent error per channel (uniform, or decoder sensitivity plus a floor)."""
+        """The per-channel loss weights, computed once with the targets."""
         self._targets()
-        if self.options.channel_weights == "uniform":
-            return torch.ones_like(self.sensitivity)
-        w = self.sensitivity / self.sensitivity.mean() + self.options.channel_floor
-        return w / w.mean()
+        return self._channel_weights
 
     def _mse(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         w = self.channel_weights.to(pred.device, pred.dtype).view(1, -1, 1, 1)
