@@ -1,4 +1,6 @@
 import json
+import os
+import sys
 
 import pytest
 import torch
@@ -85,3 +87,12 @@ def test_demo_writes_pictures_into_the_named_folder(tmp_path, capsys):
     code, _out, _ = run(capsys, "demo", "-o", tmp_path / "demo")
     assert code == 0
     assert (tmp_path / "demo" / "examples.png").is_file()
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(monkeypatch, capsys):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `latentbridge spaces | head -0`
+    with os.fdopen(write_end, "w", buffering=1) as closed_pipe:
+        monkeypatch.setattr(sys, "stdout", closed_pipe)
+        assert main(["spaces"]) == 0
+    assert capsys.readouterr().err == ""
