@@ -539,7 +539,7 @@ def get(name: str | LatentSpace) -> LatentSpace:
     """Look a space up by id or alias (case, '-', '_' and '.' ignored); errors suggest the closest names."""
     if isinstance(name, LatentSpace):
         return name
-    found = _BY_KEY.get(_key(str(name)))
+    found = _BY_KEY.get(name) or _BY_KEY.get(_key(str(name)))  # exact ids skip the normalising regex
     if found is None:
         known = sorted({s.id for s in _REGISTRY})
         close = difflib.get_close_matches(_key(str(name)), list(_BY_KEY), n=3, cutoff=0.5)

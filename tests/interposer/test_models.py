@@ -42,6 +42,15 @@ def test_discover_searches_the_user_model_folders_with_an_interposers_kind(tmp_p
     assert any(e.src == "sana" and e.dst == "flux2" and e.local for e in discover(hub=False))
 
 
+def test_discover_sees_a_model_file_replaced_in_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTBRIDGE_OFFLINE", "1")
+    path = write_bridge(tmp_path, "flux2", "sana")
+    assert {(e.src, e.dst) for e in discover(tmp_path)} == {("flux2", "sana")}
+    path.unlink()
+    write_bridge(tmp_path, "sana", "flux2", width=16).rename(path)  # same name, new header
+    assert {(e.src, e.dst) for e in discover(tmp_path)} == {("sana", "flux2")}
+
+
 def test_bridge_entry_refuses_files_without_our_metadata(tmp_path):
     path = write_v4(tmp_path, "v1", "xl")
     with pytest.raises(WeightsFormatError, match="not a latentbridge interposer"):

@@ -13,6 +13,7 @@ folders (each also in its ``interposers`` subfolder), the Hugging Face cache, th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -84,9 +85,20 @@ def v4_entry(src: str, dst: str, location: Path | HubFile) -> ModelEntry:
 
 
 def read_header(path: Path) -> dict[str, str] | None:
-    """The metadata of a safetensors file, or None when the file is not one."""
+    """The metadata of a safetensors file, or None when the file is not one (cached while the file is unchanged:
+    :func:`discover` reads every header on each conversion)."""
     try:
-        with safe_open(str(path), "pt") as f:
+        st = path.stat()
+    except OSError:
+        return None
+    meta = _header(str(path), st.st_mtime_ns, st.st_size)
+    return None if meta is None else dict(meta)
+
+
+@functools.lru_cache(maxsize=256)
+def _header(path: str, mtime_ns: int, size: int) -> dict[str, str] | None:
+    try:
+        with safe_open(path, "pt") as f:
             return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError):
         return None
@@ -118,6 +130,12 @@ def _config(meta: dict[str, str]) -> BridgeConfig | V4Config:
     return BridgeConfig.from_json(meta["config"])
 
 
+@functools.cache
+def _v4_names() -> dict[str, tuple[str, str]]:
+    """Published file name -> (src, dst) space ids."""
+    return {v4_filename(a, b): (spaces.get(a).id, spaces.get(b).id) for a, b in V4_PAIRS}
+
+
 def _folders(models_dir: str | os.PathLike | None) -> list[Path]:
     if models_dir is not None:
         root = Path(models_dir)
@@ -133,7 +151,7 @@ def discover(models_dir: str | os.PathLike | None = None, *, hub: bool | None = 
     """
     download = (not weights.offline()) if hub is None else hub
     found: dict[tuple[str, str, str], ModelEntry] = {}
-    v4_names = {v4_filename(a, b): (spaces.get(a).id, spaces.get(b).id) for a, b in V4_PAIRS}
+    v4_names = _v4_names()
     for folder in _folders(models_dir):
         for d in (folder, folder / V4_SUBFOLDER):
             if not d.is_dir():
