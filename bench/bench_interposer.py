@@ -29,6 +29,7 @@ from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, requir
 
 from latentbridge import io, spaces, tiny, weights
 from latentbridge.interposer import FusedV4, V4Config, V4Interposer, convert, discover, v4_filename
+from latentbridge.tiny import layouts
 
 MIRROR = Path(os.environ.get("LATENTBRIDGE_INTERPOSER_GIT", "/work/.mirror/city96+SD-Latent-Interposer/repo"))
 
@@ -111,13 +112,18 @@ def bench_v4(ref_module, sizes: list[int], rounds: int) -> tuple[str, list[list]
 
 
 class Codecs:
-    """TAEF2 encoder/decoder and TAESana encoder (the TAESana decoder is not published in our weights)."""
+    """TAEF2 encoder/decoder and TAESana encoder. The TAESana decoder file is missing from our weights; for timing
+    the Sana -> FLUX.2 round trip it is stood in for by its published architecture (F32Decoder, 8.3 M parameters)
+    with random weights: a convolution costs the same whatever its weights hold."""
 
     def __init__(self):
         require(SHARED_WEIGHTS / "taef2_decoder.pth", "the TAEF2 weights")
         os.environ.setdefault(weights.ENV_DIRS, str(SHARED_WEIGHTS))
         self.f2_enc, self.f2_dec = tiny.load("taef2_encoder"), tiny.load("taef2_decoder")
         self.sana_enc = tiny.load("taesana_encoder")
+        torch.manual_seed(0)
+        stand_in = layouts.build("decoder", "f32", 32).to(memory_format=torch.channels_last)  # as tiny.load prepares
+        self.sana_dec_for_timing = tiny.TinyAutoencoder(variant="f32", latent_channels=32, decoder=stand_in).eval()
 
     @torch.no_grad()
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,6 +138,11 @@ class Codecs:
     def decode_flux2(self, latent: torch.Tensor) -> torch.Tensor:
         return self.f2_dec.decode(latent).clamp(0, 1)
 
+    @torch.no_grad()
+    def round_trip_back_for_timing(self, sana: torch.Tensor) -> torch.Tensor:
+        """The cost of what Sana -> FLUX.2 replaces: TAESana decode (stand-in weights), TAEF2 encode."""
+        return self.f2_enc.encode(self.sana_dec_for_timing.decode(sana).clamp(0, 1))
+
 
 def bench_pair_speed(codecs: Codecs, models_dir, sizes: list[int], rounds: int) -> tuple[str, list[list]]:
     rows = []
@@ -143,14 +154,20 @@ def bench_pair_speed(codecs: Codecs, models_dir, sizes: list[int], rounds: int) 
             "flux2->sana": partial(convert, f, "flux2", "sana", domain="taesd", models_dir=models_dir),
             "sana->flux2": partial(convert, s, "sana", "flux2", domain="taesd", models_dir=models_dir),
             "TAEF2 decode + TAESana encode": partial(codecs.round_trip, f),
+            "TAESana decode + TAEF2 encode": partial(codecs.round_trip_back_for_timing, s),
             "TAEF2 encode": partial(codecs.f2_enc.encode, image),
         }, rounds=rounds)
-        trip = t["TAEF2 decode + TAESana encode"]
-        rows.append([f"{px}x{px}", t["flux2->sana"] * 1e3, t["sana->flux2"] * 1e3, trip * 1e3, t["TAEF2 encode"] * 1e3,
-                     trip / t["flux2->sana"], t["TAEF2 encode"] / t["sana->flux2"]])
-    table = markdown_table(["image", "flux2->sana ms", "sana->flux2 ms", "TAEF2 dec + TAESana enc ms", "TAEF2 enc ms",
-                            "flux2->sana speed-up", "sana->flux2 speed-up (vs TAEF2 enc alone)"], rows)
-    return table, rows
+        trip, back_trip = t["TAEF2 decode + TAESana encode"], t["TAESana decode + TAEF2 encode"]
+        rows.append([f"{px}x{px}", t["flux2->sana"] * 1e3, trip * 1e3, trip / t["flux2->sana"],
+                     t["sana->flux2"] * 1e3, back_trip * 1e3, back_trip / t["sana->flux2"], t["TAEF2 encode"] * 1e3,
+                     t["TAEF2 encode"] / t["sana->flux2"]])
+    table = markdown_table(["image", "flux2->sana ms", "TAEF2 dec + TAESana enc ms", "flux2->sana speed-up",
+                            "sana->flux2 ms", "TAESana dec* + TAEF2 enc ms", "sana->flux2 speed-up",
+                            "TAEF2 enc alone ms", "sana->flux2 speed-up vs TAEF2 enc alone"], rows)
+    note = ("\n\n\\* The TAESana decoder file is missing here: its published architecture (F32Decoder, 8.3 M "
+            "parameters) runs with random weights, which cost the same. The last column leaves the decoder out "
+            "altogether (a lower bound).")
+    return table + note, rows
 
 
 def lstsq_map(xs: list[torch.Tensor], ys: list[torch.Tensor], ridge: float = 1e-3) -> torch.Tensor:
@@ -270,10 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     verdict = [
         f"- v4.0 network vs reference: slowest speed-up of convert() {min(r[6] for r in v4_rows):.2f}x "
         f"(target >= 1): {'met' if min(r[6] for r in v4_rows) >= 1 else 'NOT met'}",
-        f"- flux2 -> sana vs TAEF2 decode + TAESana encode: {min(r[5] for r in speed_rows):.0f}x at the smallest size "
-        f"(target >= 100x): {'met' if min(r[5] for r in speed_rows) >= 100 else 'NOT met'}",
-        f"- sana -> flux2 vs TAEF2 encode alone (the TAESana decoder it would also need is not available): "
-        f"{min(r[6] for r in speed_rows):.0f}x",
+        f"- flux2 -> sana vs TAEF2 decode + TAESana encode: {min(r[3] for r in speed_rows):.0f}x at the smallest size "
+        f"(target >= 100x): {'met' if min(r[3] for r in speed_rows) >= 100 else 'NOT met'}",
+        f"- sana -> flux2 vs TAESana decode (architecture, stand-in weights) + TAEF2 encode: "
+        f"{min(r[6] for r in speed_rows):.0f}x at the smallest size (target >= 100x): "
+        f"{'met' if min(r[6] for r in speed_rows) >= 100 else 'NOT met'}; vs the TAEF2 encode alone "
+        f"{min(r[8] for r in speed_rows):.0f}x",
         f"- flux2 -> sana relative latent MSE {summary['fwd_rel_mse']:.3f} (target <= 0.15, goal 0.10): "
         f"{'met' if summary['fwd_rel_mse'] <= 0.15 else 'NOT met'}",
         f"- sana -> flux2 PSNR {summary['back_psnr']:.2f} dB (target >= 18.5, goal 20): "
