@@ -236,7 +236,8 @@ class Trainer:
             if self.device.type == "cuda":
                 device += f" ({torch.cuda.get_device_name(self.device)})"
             else:
-                device += f" ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+                threads = torch.get_num_threads()
+                device += f" ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
             card = {"recipe": self.config.recipe, "steps": steps, "wall_time_s": round(elapsed, 1),
                     "device": device, "processes": self.accelerator.num_processes,
                     "precision": self.config.train.precision, "batch_size": self.config.train.batch_size,
