@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, write_result
+from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, shown, write_result
 
 from latentbridge import io, spaces, tiny, weights
 from latentbridge.interposer import FusedV4, V4Config, V4Interposer, convert, discover, v4_filename
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     header = (f"# Interposer benchmark\n\nCPU fp32, torch {torch.__version__}, {torch.get_num_threads()} threads; "
               f"load average at start {' '.join(load)} (other jobs on the machine disturb timings; each table is "
-              f"measured round-robin so they disturb all columns alike). Models: {models_dir}.\n")
+              f"measured round-robin so they disturb all columns alike). Models: {shown(models_dir)}.\n")
     codecs = Codecs()
     quality, summary = bench_quality(codecs, models_dir)
     if args.quality_only:

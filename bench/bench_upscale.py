@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, timeit, write_result
+from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, shown, timeit, write_result
 
 LOW = 256  # pixels of the photo the low latent encodes
 SPEED_LOWS = (256, 512)  # low sizes timed: the quality run's, and the one that upscales to a 1024 px image
@@ -105,7 +105,7 @@ def main() -> None:
         "# Latent upscaling, FLUX.2 (bench/bench_upscale.py)", "",
         f"{len(paths)} held-out photos ({paths[0].stem}..{paths[-1].stem}); low latent = TAEF2 encoding of the photo "
         f"at {LOW} px; PSNR (dB) of the TAEF2-decoded result against the photo at the high size; time per image "
-        f"(batch 1) on the CPU ({threads} threads), median of {repeat}. Model: {model.path}.", "",
+        f"(batch 1) on the CPU ({threads} threads), median of {repeat}. Model: {shown(model.path)}.", "",
         markdown_table(["ratio", "method", "PSNR mean", "PSNR worst", "ms / image", "speed vs round trip"], rows), "",
         "Time per image by size (the small network's fixed costs weigh more on small latents; TAEF2's large "
         "convolutions use the threads better):", "",

@@ -21,6 +21,12 @@ SHARED_PHOTOS = SHARED / "data" / "photos"
 RESULTS = ROOT / "bench" / "results"
 
 
+def shown(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository when inside it: results should not name the machine they ran on."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 def timeit(fn: Callable[[], object], *, warmup: int = 1, repeat: int = 5, min_time: float = 0.0) -> float:
     """Median wall time of ``fn()`` in seconds (synchronising CUDA), after ``warmup`` calls."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
