@@ -80,6 +80,9 @@ class Trainer:
         self.rank = self.accelerator.process_index
         recipe_cls = get_recipe(config.recipe)
         torch.manual_seed(config.train.seed)
+        # Denormal floats (tiny gradients and optimiser moments) make CPU convolutions several times slower; like
+        # the seed, this is the training process's setting.
+        torch.set_flush_denormal(True)
         self.recipe: Recipe = recipe_cls(config.options, self.info, self.device)
         self.nets = {k: v.to(self.device) for k, v in self.recipe.build().items()}
         self.train_data = LatentDataset(self.info, split="train", keys=self.recipe.keys)

@@ -91,8 +91,6 @@ class InterposerRecipe(Recipe):
     def __init__(self, options: Options, info, device):
         super().__init__(options, info, device)
         o = options
-        # Denormal floats (tiny gradients and optimiser moments) make CPU convolutions several times slower.
-        torch.set_flush_denormal(True)
         if o.arch not in ("bridge", "v4"):
             raise InputError(f"recipe.arch = {o.arch!r}: use bridge or v4")
         if o.loss not in _LOSSES:
