@@ -205,7 +205,7 @@ def load_file(path: str | os.PathLike, *, src: str | None = None, dst: str | Non
         net.load_state_dict({k: v.float() for k, v in tensors.items()})
         return net.eval(), entry
     if src is None or dst is None:
-        names = {v4_filename(a, b): (a, b) for a, b in V4_PAIRS}
+        names = _v4_names()
         if path.name not in names:
             raise WeightsFormatError(f"{path}: neither a latentbridge interposer (no metadata) nor a v4.0 file under "
                                      "its published name ({src}-to-{dst}_interposer-v4.0.safetensors); say which "
