@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from latentbridge.demo_data import EXAMPLES
+
 OUT = Path(__file__).resolve().parent.parent / "docs" / "images"
 PAD = 2  # pixels around each tile, as latentbridge.io.make_grid pads
 LIMIT = 150_000  # bytes: README pictures stay small
@@ -97,7 +99,7 @@ def main() -> None:
 
     if args.comfyui:  # the input photo, then each SaveImage of the tour in the order of their prefixes
         shots = sorted((args.comfyui / "tour").glob("*.png"))
-        photo = Image.open(Path(__file__).resolve().parent.parent / "src/latentbridge/data/examples/bee.jpg")
+        photo = Image.open(EXAMPLES / "bee.jpg")  # the tour's LoadImage input
         save(sheet([[photo.convert("RGB"), *(Image.open(f).convert("RGB") for f in shots)]], 192), "comfyui-tour.jpg")
 
 
