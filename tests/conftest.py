@@ -54,3 +54,15 @@ def photos() -> list[Path]:
     if not SHARED_PHOTOS.is_dir():
         pytest.skip(f"{SHARED_PHOTOS} is absent: the real photos live in ../shared/data/photos (not committed)")
     return sorted(SHARED_PHOTOS.glob("photo_*.jpg"))
+
+
+SHARED_WAN_LATENT = SHARED / "data" / "latents" / "wan21_test_latents.pth"
+
+
+@pytest.fixture
+def wan_latent() -> torch.Tensor:
+    """The real Wan 2.1 latent of ../shared (model domain), permuted from its NTCHW file to (1, 16, 16, 40, 64) NCTHW."""
+    if not SHARED_WAN_LATENT.is_file():
+        pytest.skip(f"{SHARED_WAN_LATENT} is absent: the real Wan 2.1 latent lives in ../shared/data/latents "
+                    "(not committed)")
+    return torch.load(SHARED_WAN_LATENT, map_location="cpu", weights_only=True).permute(0, 2, 1, 3, 4).contiguous()

@@ -10,8 +10,10 @@ from latentbridge.train.cards import save_model
 WITH_FACTORS = [s for s in spaces.all() if s.rgb_factors is not None]
 
 
-def _latent(sp, h=6, w=4, batch=2):
+def _latent(sp, h=6, w=4, batch=2, frames=3):
     shape = sp.latent_shape(h * sp.downscale, w * sp.downscale, domain="model", batch=batch)
+    if sp.ndim == 5:
+        shape = (*shape[:2], frames, *shape[3:])
     return torch.randn(shape)
 
 
@@ -20,9 +22,9 @@ def test_preview_linear_gives_unit_range_at_latent_resolution(sp):
     x = _latent(sp)
     before = x.clone()
     out = preview(x, sp.id, method="linear")
-    frames = x.shape[2] if x.ndim == 5 else 1
+    frames = (3,) if x.ndim == 5 else ()
     scale = sp.downscale // sp.taesd_downscale
-    assert out.shape == (2 * frames, 3, 6 * scale, 4 * scale)
+    assert out.shape == (2, 3, *frames, 6 * scale, 4 * scale)
     assert out.min() >= 0 and out.max() <= 1
     assert torch.equal(x, before)
 
@@ -136,3 +138,33 @@ def test_packed_neural_previewer_gives_the_same_for_packed_and_unpacked_input(tm
     unpacked = preview(spaces.unpack(x), "flux2", method="neural", domain="taesd", previewer=path)
     assert packed.shape == (2, 3, 8, 12)
     torch.testing.assert_close(packed, unpacked, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["linear", "neural"])
+def test_preview_of_a_video_latent_is_one_preview_per_frame_in_bcthw(method, tmp_path):
+    x = torch.randn(2, 16, 5, 4, 6)  # T=5 differs from C=16: frames come from the layout, not from the sizes
+    x[1, 3, 2, 1, 1] = float("nan")
+    kwargs = {"previewer": _tiny_previewer(tmp_path, "sd3")} if method == "neural" else {}
+    out = preview(x, "sd3", method=method, **kwargs)
+    assert out.shape == (2, 3, 5, 4, 6)
+    assert preview(x, "sd3", method=method, size=12, **kwargs).shape == (2, 3, 5, 8, 12)
+    for b in range(2):
+        for t in range(5):
+            torch.testing.assert_close(out[b, :, t], preview(x[b:b + 1, :, t], "sd3", method=method, **kwargs)[0],
+                                       atol=1e-6, rtol=0)
+    marked = (out == torch.tensor(MARKER).view(1, 3, 1, 1, 1)).all(1)
+    assert marked[1, 2].any() and int(marked.sum()) == int(marked[1, 2].sum())
+
+
+def test_preview_of_a_video_space_keeps_5d_and_4d_as_given():
+    x = torch.randn(1, 16, 7, 4, 4)
+    assert preview(x, "wan21").shape == (1, 3, 7, 4, 4)
+    assert preview(x[:, :, 0], "wan21").shape == (1, 3, 4, 4)
+    with pytest.raises(InputError, match=r"\(B, C, T, H, W\)"):
+        preview(torch.randn(1, 1, 16, 7, 4, 4), "wan21")
+
+
+def test_preview_of_the_real_wan_latent_gives_16_frames(wan_latent):
+    out = preview(wan_latent, "wan21", method="linear", domain="model")
+    assert out.shape == (1, 3, 16, 40, 64)
+    assert float(out.float().std(dim=(0, 1, 3, 4)).min()) > 0.02  # every frame shows a picture, not a flat colour

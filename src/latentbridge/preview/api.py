@@ -27,14 +27,15 @@ def preview(
     previewer: str | os.PathLike | None = None,
     size: int | tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Latent (B, C, H, W) -> RGB (B, 3, h, w) in [0, 1]; video latents (B, C, T, H, W) give B*T frames.
+    """Latent (B, C, H, W) -> RGB (B, 3, h, w) in [0, 1]; a video latent (B, C, T, H, W) -> (B, 3, T, h, w), one
+    preview per latent frame (the layout says which: a 5-D tensor is always frames, whatever its sizes).
 
     ``domain`` says what ``latent`` is: ``model`` (default: what samplers and diffusers callbacks hand over),
     ``raw`` (the VAE's own latent, a ComfyUI LATENT) or ``taesd``. For FLUX.2 all three accept the latent packed
     (128 channels at /16) or unpacked (32 channels at /8); the channel count tells which.
 
     ``linear`` and ``neural`` give one pixel per taesd-domain latent pixel (FLUX.2: /8); ``tiny`` decodes to full
-    image size. ``size`` resizes the result: an int is the longer side, a pair is (height, width). ``factors``
+    image size (a video space's tiny decoder sees each clip whole and gives its own frame count). ``size`` resizes the result: an int is the longer side, a pair is (height, width). ``factors``
     replaces the default factors (the fitted ones shipped for the space, else the registry's; a :class:`Factors`
     or a factors file), ``previewer`` the shipped neural previewer (a file). Device and dtype follow the latent;
     the caller's tensor is never modified. Pixels whose latent holds NaN or infinity come out magenta.
@@ -54,10 +55,17 @@ def preview(
         bad = _bad_pixels(x, patch)
         if bad is not None:
             x = torch.nan_to_num(x, 0.0, 0.0, 0.0)
-        out = _neural(x, patch, sp, previewer) if method == "neural" else _tiny(x, patch, sp)
-        if bad is not None:
+        batch = latent.shape[0] if latent.ndim == 5 else None
+        out = _neural(x, patch, sp, previewer) if method == "neural" else _tiny(x, patch, sp, batch)
+        if bad is not None and len(bad) == len(out):  # a video decoder may make more frames than the latent has
             out = _mark(out, bad)
-    return resize(out, size) if size is not None else out
+    out = resize(out, size) if size is not None else out
+    return _unfold_frames(out, latent.shape[0]) if latent.ndim == 5 else out
+
+
+def _unfold_frames(frames: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B*T, 3, h, w) frames, batch-major -> (B, 3, T, h, w)."""
+    return frames.unflatten(0, (batch, -1)).transpose(1, 2)
 
 
 def best_method(space: str | spaces.LatentSpace) -> str:
@@ -77,18 +85,19 @@ def best_method(space: str | spaces.LatentSpace) -> str:
 
 def _taesd_input(latent: torch.Tensor, sp: spaces.LatentSpace, domain: str) -> tuple[torch.Tensor, int]:
     """The latent in the taesd domain as (B, C, H, W), or still packed with its patch size (linear maps take it
-    packed); 5-D video latents fold their frames into the batch."""
+    packed); a 5-D latent (B, C, T, H, W) folds its frames into the batch, batch-major (B*T, C, H, W)."""
     if domain not in spaces.DOMAINS:
         raise InputError(f"unknown domain {domain!r}: use one of {', '.join(spaces.DOMAINS)}")
     if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
         raise InputError("preview needs a floating-point torch.Tensor latent")
     x = latent
-    if sp.ndim == 5 and x.ndim == 5:
+    if x.ndim == 5:
         x = x.transpose(1, 2).flatten(0, 1)
-    if x.ndim == 3:
+    elif x.ndim == 3:
         x = x.unsqueeze(0)
     if x.ndim != 4:
-        raise InputError(f"a {sp.id} latent is (B, C, H, W); got shape {tuple(latent.shape)}")
+        raise InputError(f"a {sp.id} latent is (B, C, H, W), or (B, C, T, H, W) for video; got shape "
+                         f"{tuple(latent.shape)}")
     c = x.shape[1]
     if sp.packing is not None:
         if c == sp.packing.unpacked_channels:
@@ -132,14 +141,21 @@ def _neural(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, path: str | os.
         return model(x, packed=packed).clamp_(0, 1)
 
 
-def _tiny(x: torch.Tensor, patch: int, sp: spaces.LatentSpace) -> torch.Tensor:
+def _tiny(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, batch: int | None) -> torch.Tensor:
+    """Decode (N, C, H, W) with the space's tiny decoder. ``batch`` is set when ``x`` holds the frames of ``batch``
+    clips (batch-major): a video decoder then sees each clip whole and may give more frames than the latent has,
+    still folded batch-major; an image decoder decodes frame by frame."""
     if sp.tiny is None:
         raise InputError(f"{sp.id} has no tiny autoencoder: use --method linear or neural")
     from .. import tiny
 
     model = tiny.load(f"{sp.tiny}_decoder", device=x.device, dtype=x.dtype)
+    z = spaces.unpack(x, patch) if patch > 1 else x
     with torch.no_grad():
-        return model.decode(spaces.unpack(x, patch) if patch > 1 else x).clamp(0, 1)
+        if batch is not None and getattr(model, "temporal", False):
+            clips = model.decode(z.unflatten(0, (batch, -1)).transpose(1, 2))
+            return clips.transpose(1, 2).flatten(0, 1).clamp(0, 1)
+        return model.decode(z).clamp(0, 1)
 
 
 def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
