@@ -35,7 +35,8 @@ def preview(
     (128 channels at /16) or unpacked (32 channels at /8); the channel count tells which.
 
     ``linear`` and ``neural`` give one pixel per taesd-domain latent pixel (FLUX.2: /8); ``tiny`` decodes to full
-    image size (a video space's tiny decoder sees each clip whole and gives its own frame count). ``size`` resizes the result: an int is the longer side, a pair is (height, width). ``factors``
+    image size (a video space's tiny decoder sees each clip whole and gives its own frame count). ``size``
+    resizes the result: an int is the longer side, a pair is (height, width). ``factors``
     replaces the default factors (the fitted ones shipped for the space, else the registry's; a :class:`Factors`
     or a factors file), ``previewer`` the shipped neural previewer (a file). Device and dtype follow the latent;
     the caller's tensor is never modified. Pixels whose latent holds NaN or infinity come out magenta.
