@@ -160,3 +160,49 @@ def test_preview_files_of_different_shapes_share_one_grid(tmp_path, capsys):
     b = io.save_latent(tmp_path / "b.safetensors", torch.randn(1, 16, 4, 8), space="sd3", domain="model")
     code, out, _ = run(capsys, "preview", a, b, "--method", "linear", "-o", tmp_path / "p.png")
     assert code == 0 and "grid of 2" in out
+
+
+def _frames(path):
+    with Image.open(path) as im:
+        return im.n_frames, im.size
+
+
+def test_preview_of_a_video_latent_writes_one_animation_per_batch_item(tmp_path):
+    from tests.contract import run_cli
+
+    x = torch.randn(2, 16, 5, 4, 6)  # 2 clips of 5 latent frames; T differs from C
+    path = io.save_latent(tmp_path / "v.safetensors", x, space="wan21", domain="model")
+    result = run_cli("preview", path, "--method", "linear", "--size", "48", "-o", tmp_path / "v.webp")
+    assert result.code == 0, result.err
+    assert _frames(tmp_path / "v-0.webp") == (5, (48, 32)) and _frames(tmp_path / "v-1.webp") == (5, (48, 32))
+    assert not (tmp_path / "v.webp").exists() and "5-frame animation" in result.out
+
+
+def test_preview_of_a_one_frame_video_latent_is_a_picture(tmp_path):
+    from tests.contract import run_cli
+
+    path = io.save_latent(tmp_path / "q.safetensors", torch.randn(1, 16, 1, 4, 6), space="wan21", domain="model")
+    result = run_cli("preview", path, "--method", "linear", "-o", tmp_path / "q.png")
+    assert result.code == 0, result.err
+    with Image.open(tmp_path / "q.png") as im:
+        assert im.size == (6, 4)
+
+
+def test_preview_of_a_video_latent_refuses_a_still_picture_output(tmp_path):
+    from tests.contract import assert_refused, run_cli, snapshot
+
+    path = io.save_latent(tmp_path / "v.safetensors", torch.randn(1, 16, 3, 4, 4), space="wan21", domain="model")
+    before = snapshot(tmp_path)
+    assert_refused(run_cli("preview", path, "-o", tmp_path / "v.png"), before, tmp_path, match=".webp or .gif")
+    still = io.save_latent(tmp_path / "s.safetensors", torch.randn(1, 16, 4, 4), space="sd3", domain="model")
+    before = snapshot(tmp_path)
+    assert_refused(run_cli("preview", path, still, "-o", tmp_path / "v.webp"), before, tmp_path, match="separately")
+
+
+def test_preview_of_the_real_wan_latent_writes_a_16_frame_webp(tmp_path, wan_latent):
+    from tests.contract import run_cli
+
+    path = io.save_latent(tmp_path / "wan.latent", wan_latent.float(), space="wan21", domain="model")
+    result = run_cli("preview", path, "--method", "linear", "-o", tmp_path / "wan.webp")
+    assert result.code == 0, result.err
+    assert _frames(tmp_path / "wan.webp") == (16, (64, 40))

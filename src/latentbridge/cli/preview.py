@@ -26,10 +26,12 @@ from ..preview import (
 from .common import add_output, read_latent
 
 AUTO = "auto"
+ANIMATIONS = (".webp", ".gif")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("preview", help="latent file(s) to a picture: grid of a batch, or an animation")
+    p = sub.add_parser("preview", help="latent file(s) to a picture: grid of a batch, or an animation; a video "
+                       "latent (B, C, T, H, W) gives one animation per batch item")
     p.add_argument("latent", nargs="+", help="latent file(s) (.safetensors, .latent, .npy, .pt)")
     p.add_argument("--space", help="latent space when the file's metadata or detection can't tell")
     p.add_argument("--domain", choices=spaces.DOMAINS, help="domain of the file: raw (VAE/ComfyUI), model (sampler/"
@@ -43,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--animate", action="store_true", help="batch items (or several files) become frames of an "
                    "animated .webp/.gif instead of a grid")
     p.add_argument("--duration", type=int, default=150, help="milliseconds per animation frame [%(default)s]")
-    add_output(p, help_text="output picture (.png, .jpg, .webp; .webp/.gif with --animate)")
+    add_output(p, help_text="output picture (.png, .jpg, .webp; .webp/.gif with --animate and for video latents: "
+               "NAME-0.webp, NAME-1.webp, ... for a batch of clips)")
     p.set_defaults(func=cmd_preview)
 
     f = sub.add_parser("fit-preview", help="fit linear, affine and quadratic preview factors from images")
@@ -67,12 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    if args.animate and out.suffix.lower() not in (".webp", ".gif"):
+    if args.animate and out.suffix.lower() not in ANIMATIONS:
         raise InputError(f"{out}: --animate writes .webp or .gif; change the extension")
     io.check_writable(out, overwrite=args.overwrite)
     method = "linear" if args.factors else "neural" if args.previewer else args.method
     factors = load_factors(args.factors, form=args.form) if args.factors else None
     frames: list[torch.Tensor] = []
+    clips: list[torch.Tensor] = []  # (T, 3, h, w) each: one per batch item of a video latent
     used = set()
     for path in args.latent:
         lf, sp, domain = read_latent(path, args, finite=False)
@@ -83,7 +87,14 @@ def cmd_preview(args: argparse.Namespace) -> int:
         rgb = preview(lf.tensor.float(), sp, method=m, domain=domain, factors=factors, previewer=args.previewer,
                       size=args.size)
         used.add(f"{sp.id} {m}")
-        frames += list(rgb)
+        if rgb.ndim == 5 and rgb.shape[2] > 1:
+            clips += list(rgb.transpose(1, 2))
+        else:  # an image, or a one-frame video latent (a Qwen-Image picture): a still
+            frames += list(rgb[:, :, 0] if rgb.ndim == 5 else rgb)
+    if clips:
+        if frames:
+            raise InputError("the files mix video latents (B, C, T, H, W) with pictures: preview them separately")
+        return _write_clips(out, clips, args, used)
     frames = _same_size(frames)
     if args.animate:
         io.save_animation(out, frames, duration_ms=args.duration, overwrite=args.overwrite)
@@ -92,6 +103,21 @@ def cmd_preview(args: argparse.Namespace) -> int:
     h, w = frames[0].shape[-2:]
     kind = f"{len(frames)}-frame animation" if args.animate else "grid" if len(frames) > 1 else "picture"
     print(f"{out}: {kind} of {len(frames)} preview(s) at {w}x{h} ({', '.join(sorted(used))})")
+    return 0
+
+
+def _write_clips(out: Path, clips: list[torch.Tensor], args: argparse.Namespace, used: set[str]) -> int:
+    """One animation per video clip: ``out`` itself for one clip, ``NAME-0``, ``NAME-1``, ... for several."""
+    if out.suffix.lower() not in ANIMATIONS:
+        raise InputError(f"{out}: a video latent previews as an animation, one per batch item: name the output "
+                         f"{' or '.join(ANIMATIONS)}")
+    paths = [out] if len(clips) == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(clips))]
+    for path in paths:
+        io.check_writable(path, overwrite=args.overwrite)
+    for path, clip in zip(paths, clips, strict=True):
+        io.save_animation(path, list(clip), duration_ms=args.duration, overwrite=args.overwrite)
+        h, w = clip.shape[-2:]
+        print(f"{path}: {len(clip)}-frame animation at {w}x{h}, one frame per latent frame ({', '.join(sorted(used))})")
     return 0
 
 
