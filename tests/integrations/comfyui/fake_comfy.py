@@ -4,11 +4,13 @@ It keeps the behaviour that matters (comfy/samplers.py, comfy/model_sampling.py,
 with ``get_model_object``, EPS/CONST ``noise_scaling``, ``process_latent_in`` skipped for an all-zero latent,
 ``KSAMPLER`` calling ``sampler_function(model_k, noise_scaling(sigma_0, noise, latent), sigmas, extra_args, ...)``
 with a ``KSamplerX0Inpaint``-like ``model_k`` that keeps ``latent_image``, then ``process_latent_out``. The
-"network" is a closed-form Gaussian denoiser. The real thing is exercised by the example workflows.
+"network" is a closed-form Gaussian denoiser. ``install_previews`` stands in for ``latent_preview.get_previewer`` and
+the preview method of ``comfy.cli_args``. The real thing is exercised by the example workflows.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import sys
 import types
@@ -128,3 +130,62 @@ def install(monkeypatch) -> None:
     for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     runs.clear()
+
+
+class LatentPreviewMethod(enum.Enum):
+    """ComfyUI's preview methods (comfy/cli_args.py)."""
+
+    NoPreviews = "none"
+    Auto = "auto"
+    Latent2RGB = "latent2rgb"
+    TAESD = "taesd"
+
+
+class CorePreviewer:
+    """What ComfyUI's own get_previewer hands out here: it records the latents it was shown."""
+
+    def __init__(self, latent_format):
+        self.latent_format, self.shown = latent_format, []
+
+    def decode_latent_to_preview_image(self, preview_format, x0):
+        self.shown.append(x0)
+        return ("JPEG", "core preview", 512)
+
+
+def core_get_previewer(device, latent_format):
+    """ComfyUI 0.8's contract: None for ``none``, else a previewer (here always the stand-in)."""
+    args = sys.modules["comfy.cli_args"].args
+    return None if args.preview_method == LatentPreviewMethod.NoPreviews else CorePreviewer(latent_format)
+
+
+class Flux2:
+    """ComfyUI's FLUX.2 latent format: 128 channels at /16, model domain = raw."""
+
+    latent_channels, latent_dimensions = 128, 2
+
+
+class Wan21:
+    """ComfyUI's Wan 2.1 video latent format (only what the live previews read)."""
+
+    latent_channels, latent_dimensions = 16, 3
+
+
+class Mystery:
+    """A latent format latentbridge has no space for."""
+
+    latent_channels, latent_dimensions = 7, 2
+
+
+def install_previews(monkeypatch, method: str = "auto", preview_size: int = 512) -> types.ModuleType:
+    """A ``latent_preview`` module with ComfyUI's ``get_previewer`` contract and ``comfy.cli_args.args`` holding the
+    preview method; returns the ``latent_preview`` module."""
+    comfy = sys.modules.get("comfy") or types.ModuleType("comfy")
+    cli_args = types.ModuleType("comfy.cli_args")
+    cli_args.LatentPreviewMethod = LatentPreviewMethod
+    cli_args.args = types.SimpleNamespace(preview_method=LatentPreviewMethod(method), preview_size=preview_size)
+    comfy.cli_args = cli_args
+    preview = types.ModuleType("latent_preview")
+    preview.get_previewer = core_get_previewer
+    for name, module in {"comfy": comfy, "comfy.cli_args": cli_args, "latent_preview": preview}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return preview

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import latentbridge.integrations.comfyui as integration
 from latentbridge.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, registry
 from latentbridge.integrations.comfyui.common import CATEGORY
 
@@ -64,13 +65,15 @@ def test_pack_folder_loads_as_a_top_level_module_like_custom_nodes():
     assert module.NODE_CLASS_MAPPINGS == NODE_CLASS_MAPPINGS
 
 
-def test_one_line_pack_file_exports_the_mappings():
+def test_pack_file_exports_the_mappings_and_calls_setup(monkeypatch):
     path = ROOT / "examples" / "comfyui" / "latentbridge_nodes.py"
-    assert len(path.read_text().strip().splitlines()) == 1
+    assert len([line for line in path.read_text().splitlines() if line.strip()]) == 2
+    calls = []
+    monkeypatch.setattr(integration, "setup", lambda: calls.append(1))
     spec = importlib.util.spec_from_file_location("latentbridge_nodes_probe", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.NODE_DISPLAY_NAME_MAPPINGS == NODE_DISPLAY_NAME_MAPPINGS
+    assert module.NODE_DISPLAY_NAME_MAPPINGS == NODE_DISPLAY_NAME_MAPPINGS and calls == [1]
 
 
 def _requirement_names(lines: list[str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ import torch
 from latentbridge import spaces
 from latentbridge.errors import AmbiguousError, InputError
 
-CATEGORY = "latentbridge"
+CATEGORY = "latent/latentbridge"  # where ComfyUI lists its own latent tools
 SPACE_KEY = "latentbridge_space"  # LATENT dict key: id of the space the samples are known to be in
 AUTO = "auto"
 NODE_HINT = "in ComfyUI, choose it in the node's 'space' input"

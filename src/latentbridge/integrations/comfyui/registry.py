@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from latentbridge.integrations.comfyui import info, interposer, latent_files, mixing, models, preview, tiny, upscale
+from latentbridge.integrations.comfyui import info, interposer, latent_files, mixing, preview, tiny, upscale
 
 GROUPS: tuple[ModuleType, ...] = (latent_files, info, interposer, preview, tiny, upscale, mixing)
 
@@ -27,4 +27,3 @@ def node_mappings(groups: tuple[ModuleType, ...] = GROUPS) -> tuple[dict[str, ty
 
 
 NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = node_mappings()
-models.register_model_folders()  # inside ComfyUI: the interposers folder, and ComfyUI's folders for core lookups

@@ -1,0 +1,192 @@
+"""Live previews: ComfyUI's get_previewer wrapped, latentbridge's previewer chosen per method and latent format, with
+batch grids, video strips, throttling and a fall back to ComfyUI's previewer."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tests.conftest import shared_file
+from tests.integrations.comfyui import fake_comfy
+
+from latentbridge import preview, tiny
+from latentbridge.demo_data import EXAMPLES
+from latentbridge.integrations.comfyui import live_preview, models
+
+
+@pytest.fixture
+def lp(monkeypatch, comfy):
+    """ComfyUI's latent_preview (the stand-in) with latentbridge's wrapper installed; the switch from the env."""
+    monkeypatch.delenv(live_preview.ENV_SWITCH, raising=False)
+    monkeypatch.setattr(live_preview, "_switch", None)
+    module = fake_comfy.install_previews(monkeypatch)
+    models.register_model_folders()
+    assert live_preview.install(module)
+    return module
+
+
+def use(monkeypatch, method: str) -> None:
+    monkeypatch.setattr(fake_comfy.sys.modules["comfy.cli_args"].args, "preview_method",
+                        fake_comfy.LatentPreviewMethod(method))
+
+
+def vae_approx(comfy) -> Path:
+    folder = Path(comfy.get_folder_paths("vae_approx")[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def as_tensor(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
+
+
+def test_install_wraps_get_previewer_once_and_uninstall_restores_it(lp):
+    assert hasattr(lp.get_previewer, live_preview.WRAPPED)
+    assert not live_preview.install(lp)
+    live_preview.uninstall(lp)
+    assert lp.get_previewer is fake_comfy.core_get_previewer
+
+
+def test_environment_switch_off_leaves_comfyui_alone(monkeypatch, comfy):
+    module = fake_comfy.install_previews(monkeypatch)
+    monkeypatch.setenv(live_preview.ENV_SWITCH, "0")
+    assert not live_preview.install(module) and module.get_previewer is fake_comfy.core_get_previewer
+
+
+def test_switch_off_after_install_hands_out_comfyuis_previewer(lp, monkeypatch):
+    monkeypatch.setenv(live_preview.ENV_SWITCH, "off")
+    assert isinstance(lp.get_previewer("cpu", fake_comfy.Flux2()), fake_comfy.CorePreviewer)
+    monkeypatch.delenv(live_preview.ENV_SWITCH)
+    live_preview.set_enabled(False)
+    assert isinstance(lp.get_previewer("cpu", fake_comfy.Flux2()), fake_comfy.CorePreviewer)
+
+
+def test_auto_gives_flux2_the_neural_previewer_and_none_gives_no_preview(lp, monkeypatch):
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    assert isinstance(previewer, live_preview.LivePreviewer) and "neural" in previewer.label
+    x0 = torch.randn(1, 128, 4, 6)
+    kind, image, size = previewer.decode_latent_to_preview_image("JPEG", x0)
+    want = preview.preview(x0, "flux2", method="neural", domain="model")[0]
+    assert (kind, size, image.size) == ("JPEG", 512, (12, 8))
+    assert (as_tensor(image) - want).abs().max() <= 0.5 / 255 + 1e-6
+    use(monkeypatch, "none")
+    assert lp.get_previewer("cpu", fake_comfy.Flux2()) is None
+
+
+def test_auto_preview_of_taef2_encoded_photos_scores_28_db_against_the_photo_averaged_over_8x8_cells(lp):
+    encoder = tiny.load(shared_file("taef2_encoder.pth"), space="flux2")
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    scores = []
+    for path in sorted(EXAMPLES.glob("*.jpg")):
+        photo = as_tensor(Image.open(path).convert("RGB"))[None]
+        x0 = encoder.encode(photo, domain="model")
+        frame = as_tensor(previewer.decode_latent_to_preview(x0))[None]
+        scores.append(float(preview.psnr(frame, preview.area_target(photo, frame.shape[-2:]))[0]))
+    assert min(scores) >= 28, scores
+
+
+def test_latent2rgb_uses_fitted_factors_from_vae_approx_else_comfyuis(lp, monkeypatch, comfy):
+    use(monkeypatch, "latent2rgb")
+    assert isinstance(lp.get_previewer("cpu", fake_comfy.SD15()), fake_comfy.CorePreviewer)
+    fitted = preview.Factors(torch.randn(4, 3) * 0.3, torch.zeros(3), "affine", "sd1")
+    preview.save_factors(vae_approx(comfy) / "factors-SD15.safetensors", {"affine": fitted}, space="sd1", default="affine")
+    previewer = lp.get_previewer("cpu", fake_comfy.SD15())
+    assert isinstance(previewer, live_preview.LivePreviewer) and "fitted factors" in previewer.label
+    x0 = torch.randn(1, 4, 5, 7)
+    got = as_tensor(previewer.decode_latent_to_preview(x0))
+    assert (got - preview.preview(x0, "sd1", domain="model", factors=fitted)[0]).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_latent2rgb_for_flux2_uses_the_factors_latentbridge_ships(lp, monkeypatch):
+    use(monkeypatch, "latent2rgb")
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    assert isinstance(previewer, live_preview.LivePreviewer) and "factors-flux2" in previewer.label
+
+
+def test_taesd_uses_the_tiny_decoder_in_vae_approx_at_full_size(lp, monkeypatch, comfy):
+    use(monkeypatch, "taesd")
+    (vae_approx(comfy) / "taef2_decoder.pth").symlink_to(shared_file("taef2_decoder.pth"))
+    tiny.clear_cache()
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    assert "tiny decoder taef2" in previewer.label
+    assert previewer.decode_latent_to_preview(torch.randn(1, 128, 2, 3)).size == (48, 32)
+
+
+def test_taesd_without_the_decoder_file_falls_to_fitted_factors(lp, monkeypatch):
+    use(monkeypatch, "taesd")
+    monkeypatch.setattr(live_preview, "_has_tiny_decoder", lambda space: False)
+    assert "fitted factors" in lp.get_previewer("cpu", fake_comfy.Flux2()).label
+
+
+def test_unknown_latent_format_gets_comfyuis_previewer(lp):
+    assert isinstance(lp.get_previewer("cpu", fake_comfy.Mystery()), fake_comfy.CorePreviewer)
+
+
+def test_batch_shows_as_a_grid_of_every_item(lp):
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    x0 = torch.randn(3, 128, 4, 6)
+    image = as_tensor(previewer.decode_latent_to_preview(x0))
+    gap = live_preview.GAP
+    assert image.shape == (3, 2 * 8 + gap, 2 * 12 + gap)
+    items = preview.preview(x0, "flux2", method="neural", domain="model")
+    assert (image[:, 8 + gap:, :12] - items[2]).abs().max() <= 0.5 / 255 + 1e-6
+    assert image[:, 8 + gap:, 12 + gap:].max() == 0  # the empty cell of a 2 x 2 grid
+
+
+def test_video_latent_shows_a_strip_of_frames_per_item(lp, comfy, monkeypatch):
+    fitted = preview.Factors(torch.randn(16, 3) * 0.2, torch.zeros(3), "affine", "wan21")
+    preview.save_factors(vae_approx(comfy) / "factors-Wan21.safetensors", {"affine": fitted}, space="wan21",
+                         default="affine")
+    monkeypatch.setenv(live_preview.ENV_FRAMES, "4")
+    previewer = lp.get_previewer("cpu", fake_comfy.Wan21())
+    x0 = torch.randn(2, 16, 9, 4, 6)
+    image = as_tensor(previewer.decode_latent_to_preview(x0))
+    gap = live_preview.GAP
+    assert image.shape == (3, 2 * 4 + gap, 4 * 6 + 3 * gap)
+    last = preview.preview(x0[1:, :, 8:], "wan21", domain="model", factors=fitted).reshape(3, 4, 6)
+    assert (image[:, 4 + gap:, 3 * (6 + gap):] - last).abs().max() <= 0.5 / 255 + 1e-6
+    assert live_preview.frame_indices(9, 4) == [0, 3, 5, 8]
+
+
+def test_large_previews_shrink_to_the_configured_size(lp, monkeypatch):
+    monkeypatch.setenv(live_preview.ENV_SIZE, "20")
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    _, image, size = previewer.decode_latent_to_preview_image("JPEG", torch.randn(4, 128, 8, 8))
+    assert size == 20 and max(image.size) == 20
+
+
+def test_expensive_previews_are_throttled_to_the_budget(lp, monkeypatch):
+    clock = iter([0.0, 1.0, 1.5, 10.0, 11.0])  # start, end of the first preview; a skipped one; start, end
+    monkeypatch.setattr(live_preview.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setenv(live_preview.ENV_BUDGET, "0.25")
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    x0 = torch.randn(1, 128, 2, 2)
+    assert previewer.decode_latent_to_preview_image("JPEG", x0) is not None  # took 1 s: next one after 4 s
+    assert previewer.decode_latent_to_preview_image("JPEG", x0) is None
+    assert previewer.decode_latent_to_preview_image("JPEG", x0) is not None
+
+
+def test_a_failing_previewer_falls_back_to_comfyuis_once_with_one_log_line(lp, caplog):
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    previewer.render = lambda x: (_ for _ in ()).throw(RuntimeError("boom"))
+    x0 = torch.randn(1, 128, 2, 2)
+    with caplog.at_level(logging.WARNING, logger="latentbridge"):
+        first = previewer.decode_latent_to_preview_image("JPEG", x0)
+        second = previewer.decode_latent_to_preview_image("JPEG", x0)
+    assert first == second == ("JPEG", "core preview", 512)
+    assert len(previewer.core().shown) == 2
+    assert [r.getMessage() for r in caplog.records if "boom" in r.getMessage()] == [caplog.records[0].getMessage()]
+    assert len(caplog.records) == 1
+
+
+def test_wrapper_passes_newer_comfyui_arguments_to_comfyuis_get_previewer(lp, monkeypatch):
+    seen = []
+    module = fake_comfy.install_previews(monkeypatch)
+    module.get_previewer = lambda device, latent_format, *a, **kw: seen.append((a, kw))
+    live_preview.install(module)
+    module.get_previewer("cpu", fake_comfy.Mystery(), "extra", compile_preview=True)
+    assert seen == [(("extra",), {"compile_preview": True})]
