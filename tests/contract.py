@@ -40,10 +40,10 @@ def run_cli(*argv: object) -> Result:
 
 def run_cli_process(*argv: object, env: dict[str, str] | None = None, timeout: float = 120,
                     cwd: str | os.PathLike | None = None) -> Result:
-    """Run ``python -m latentbridge ARGV`` in a fresh process, as a user's shell would."""
-    full_env = {**os.environ, **(env or {})}
+    """Run ``python -m latentbridge ARGV`` in a fresh process, as a user's shell would; ``env`` is its whole
+    environment (default: this process's)."""
     proc = subprocess.run([sys.executable, "-m", "latentbridge", *map(str, argv)], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=cwd)
+                          env=os.environ.copy() if env is None else env, timeout=timeout, cwd=cwd)
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
