@@ -7,6 +7,10 @@ from latentbridge.errors import AmbiguousError, InputError, UnknownSpaceError
 ALL = [s.id for s in spaces.all()]
 REQUIRED = ["sd1", "sdxl", "playground25", "sd_x4", "sd3", "flux1", "flux2", "cascade_c", "cascade_b", "sana",
             "wan21", "hunyuanimage21", "chroma_radiance"]
+# (channels, downscale, temporal_downscale) of the video and new spaces (issue 19; docs/spaces.md)
+SHAPES = {"wan21": (16, 8, 4), "wan22": (48, 16, 4), "hunyuanvideo": (16, 8, 4), "hunyuanvideo15": (32, 16, 4),
+          "ltxv": (128, 32, 8), "mochi": (12, 8, 6), "cogvideox": (16, 8, 4), "cogvideox15": (16, 8, 4),
+          "cosmos1": (16, 8, 8), "qwenimage21": (64, 16, 1), "hunyuanimage3": (32, 16, 1)}
 
 
 def test_registry_holds_every_required_space():
@@ -18,6 +22,39 @@ def test_registry_holds_every_required_space():
                                              ("Flux2", "flux2"), ("SC_Prior", "cascade_c"), ("sd-1.5", "sd1")])
 def test_get_accepts_interposer_codes_comfy_names_and_common_names(alias, expected):
     assert spaces.get(alias).id == expected
+
+
+@pytest.mark.parametrize("space_id, shape", SHAPES.items())
+def test_video_and_new_spaces_have_their_published_shape(space_id, shape):
+    sp = spaces.get(space_id)
+    assert (sp.channels, sp.downscale, sp.temporal_downscale) == shape
+    assert sp.ndim == (5 if shape[2] > 1 else 4)
+
+
+@pytest.mark.parametrize("comfy, expected", [("Wan22", "wan22"), ("HunyuanVideo", "hunyuanvideo"),
+                                             ("HunyuanVideo15", "hunyuanvideo15"), ("LTXV", "ltxv"), ("Mochi", "mochi"),
+                                             ("CogVideoX", "cogvideox"), ("CogVideoX1_5", "cogvideox15"),
+                                             ("Cosmos1CV8x8x8", "cosmos1"), ("QwenImage21", "qwenimage21")])
+def test_comfyui_latent_format_names_are_aliases(comfy, expected):
+    sp = spaces.get(comfy)
+    assert sp.id == expected and sp.comfy_format == comfy
+
+
+def test_image_spaces_have_temporal_downscale_one():
+    assert all(s.temporal_downscale == 1 for s in spaces.all() if s.ndim == 4)
+
+
+@pytest.mark.parametrize("bad", [dict(temporal_downscale=4), dict(temporal_downscale=0, ndim=5), dict(ndim=3)])
+def test_a_space_with_inconsistent_time_is_refused(bad):
+    with pytest.raises(ValueError):
+        spaces.LatentSpace(id="bad", title="bad", channels=4, downscale=8, **bad)
+
+
+def test_latent_shape_counts_the_first_frame_then_one_per_temporal_downscale():
+    assert spaces.get("wan21").latent_shape(480, 832, frames=81) == (1, 16, 21, 60, 104)
+    assert spaces.get("ltxv").latent_shape(512, 768, frames=121) == (1, 128, 16, 16, 24)
+    assert spaces.get("mochi").latent_shape(480, 848, frames=163) == (1, 12, 28, 60, 106)
+    assert spaces.get("sd1").latent_shape(512, 512, frames=81) == (1, 4, 64, 64)
 
 
 def test_get_unknown_space_suggests_closest_names():
@@ -39,9 +76,9 @@ def test_every_space_entry_is_consistent(space_id):
 @pytest.mark.parametrize("dst", spaces.DOMAINS)
 def test_convert_domain_round_trips_for_every_space(space_id, src, dst):
     sp = spaces.get(space_id)
-    x = torch.randn(sp.latent_shape(64, 128, domain=src, batch=2), dtype=torch.float64)
+    x = torch.randn(sp.latent_shape(64, 128, domain=src, batch=2, frames=9), dtype=torch.float64)
     y = spaces.convert_domain(x, sp, src, dst)
-    assert y.shape == sp.latent_shape(64, 128, domain=dst, batch=2)
+    assert y.shape == sp.latent_shape(64, 128, domain=dst, batch=2, frames=9)
     back = spaces.convert_domain(y, sp, dst, src)
     torch.testing.assert_close(back, x, rtol=1e-12, atol=1e-12)
 

@@ -1,5 +1,7 @@
 """The registry of latent spaces: every family's constants as data, domain conversions, detection.
 
+The numbers and their sources are listed in docs/spaces.md.
+
 Three domains name where a latent lives:
 
 * ``raw``: what the VAE encoder emits and its decoder takes; what a ComfyUI ``LATENT`` holds.
@@ -31,6 +33,7 @@ DOMAINS = ("raw", "model", "taesd")
 COMFY = "comfyanonymous/ComfyUI:comfy/latent_formats.py"
 TAESD = "madebyollin/taesd:taesd.py"
 INTERPOSER = "city96/SD-Latent-Interposer:comfy_latent_interposer.py"
+HUNYUAN3 = "tencent/HunyuanImage-3.0: HunyuanImage3Config DEFAULT_VAE_CONFIG"
 FITTED = "fitted by latentbridge (latentbridge fit-preview, see src/latentbridge/models/README.md)"
 
 
@@ -60,6 +63,7 @@ class LatentSpace:
     downscale: int  # image pixels per latent pixel in the raw and model domains
     aliases: tuple[str, ...] = ()
     ndim: int = 4  # 4 for images (B, C, H, W); 5 for video VAEs (B, C, T, H, W)
+    temporal_downscale: int = 1  # pixel frames per latent frame; 1 for images (docs/spaces.md)
     scaling_factor: float = 1.0  # model = (raw - shift or mean) * scaling_factor (/ std)
     shift_factor: float = 0.0
     latents_mean: tuple[float, ...] | None = None  # per-channel, for EDM-style normalisation
@@ -76,6 +80,12 @@ class LatentSpace:
     sources: Mapping[str, str] = field(default_factory=dict)  # field name -> where the number comes from
 
     def __post_init__(self) -> None:
+        if self.channels < 1 or self.downscale < 1 or self.temporal_downscale < 1:
+            raise ValueError(f"{self.id}: channels, downscale and temporal_downscale must be positive")
+        if self.ndim not in (4, 5):
+            raise ValueError(f"{self.id}: ndim is 4 (B, C, H, W) or 5 (B, C, T, H, W), not {self.ndim}")
+        if self.ndim == 4 and self.temporal_downscale != 1:
+            raise ValueError(f"{self.id}: an image space (ndim=4) has temporal_downscale=1")
         if self.rgb_factors is not None and len(self.rgb_factors) != self.taesd_channels:
             raise ValueError(f"{self.id}: {len(self.rgb_factors)} factor rows for {self.taesd_channels} channels")
         for stats in (self.latents_mean, self.latents_std):
@@ -105,12 +115,18 @@ class LatentSpace:
         """Spatial downscale factor of this space in ``domain``."""
         return self.taesd_downscale if _domain(domain) == "taesd" else self.downscale
 
-    def latent_shape(self, height: int, width: int, *, domain: str = "raw", batch: int = 1) -> tuple[int, ...]:
-        """Shape of the latent for an image of ``height`` x ``width`` pixels."""
+    def latent_frames(self, frames: int) -> int:
+        """Latent frames for ``frames`` pixel frames: the causal video VAEs keep the first frame, then one per
+        ``temporal_downscale`` (Wan: 81 frames -> 21), as in docs/spaces.md."""
+        return 1 + (frames - 1) // self.temporal_downscale if frames > 0 else 0
+
+    def latent_shape(self, height: int, width: int, *, domain: str = "raw", batch: int = 1,
+                     frames: int = 1) -> tuple[int, ...]:
+        """Shape of the latent for an image (or a clip of ``frames`` frames) of ``height`` x ``width`` pixels."""
         d = self.downscale_in(domain)
         spatial = (height // d, width // d)
-        frames = (1,) if self.ndim == 5 else ()
-        return (batch, self.channels_in(domain), *frames, *spatial)
+        time = (self.latent_frames(frames),) if self.ndim == 5 else ()
+        return (batch, self.channels_in(domain), *time, *spatial)
 
     def to_model(self, raw: torch.Tensor) -> torch.Tensor:
         """raw -> model domain."""
@@ -414,6 +430,344 @@ _SANA_RGB = _rgb("""
       0.0022   0.0131  -0.0044
 """)
 
+# Published in ComfyUI's latent_formats.py (docs/spaces.md lists the source of every number).
+_WAN22_RGB = _rgb("""
+      0.0119   0.0103   0.0046
+     -0.1062  -0.0504   0.0165
+      0.0140   0.0409   0.0491
+     -0.0813  -0.0677   0.0607
+      0.0656   0.0851   0.0808
+      0.0264   0.0463   0.0912
+      0.0295   0.0326   0.0590
+     -0.0244  -0.0270   0.0025
+      0.0443  -0.0102   0.0288
+     -0.0465  -0.0090  -0.0205
+      0.0359   0.0236   0.0082
+     -0.0776   0.0854   0.1048
+      0.0564   0.0264   0.0561
+      0.0006   0.0594   0.0418
+     -0.0319  -0.0542  -0.0637
+     -0.0268   0.0024   0.0260
+      0.0539   0.0265   0.0358
+     -0.0359  -0.0312  -0.0287
+     -0.0285  -0.1032  -0.1237
+      0.1041   0.0537   0.0622
+     -0.0086  -0.0374  -0.0051
+      0.0390   0.0670   0.2863
+      0.0069   0.0144   0.0082
+      0.0006  -0.0167   0.0079
+      0.0313  -0.0574  -0.0232
+     -0.1454  -0.0902  -0.0481
+      0.0714   0.0827   0.0447
+     -0.0304  -0.0574  -0.0196
+      0.0401   0.0384   0.0204
+     -0.0758  -0.0297  -0.0014
+      0.0568   0.1307   0.1372
+     -0.0055  -0.0310  -0.0380
+      0.0239  -0.0305   0.0325
+     -0.0663  -0.0673  -0.0140
+     -0.0416  -0.0047  -0.0023
+      0.0166   0.0112  -0.0093
+     -0.0211   0.0011   0.0331
+      0.1833   0.1466   0.2250
+     -0.0368   0.0370   0.0295
+     -0.3441  -0.3543  -0.2008
+     -0.0479  -0.0489  -0.0420
+     -0.0660  -0.0153   0.0800
+     -0.0101   0.0068   0.0156
+     -0.0690  -0.0452  -0.0927
+     -0.0145   0.0041   0.0015
+      0.0421   0.0451   0.0373
+      0.0504  -0.0483  -0.0356
+     -0.0837   0.0168   0.0055
+""")
+
+_HUNYUANVIDEO_RGB = _rgb("""
+     -0.0395  -0.0331   0.0445
+      0.0696   0.0795   0.0518
+      0.0135  -0.0945  -0.0282
+      0.0108  -0.0250  -0.0765
+     -0.0209   0.0032   0.0224
+     -0.0804  -0.0254  -0.0639
+     -0.0991   0.0271  -0.0669
+     -0.0646  -0.0422  -0.0400
+     -0.0696  -0.0595  -0.0894
+     -0.0799  -0.0208  -0.0375
+      0.1166   0.1627   0.0962
+      0.1165   0.0432   0.0407
+     -0.2315  -0.1920  -0.1355
+     -0.0270   0.0401  -0.0821
+     -0.0616  -0.0997  -0.0727
+      0.0249  -0.0469  -0.1703
+""")
+
+_HUNYUANVIDEO15_RGB = _rgb("""
+      0.0568  -0.0521  -0.0131
+      0.0014   0.0735   0.0326
+      0.0186   0.0531  -0.0138
+     -0.0031   0.0051   0.0288
+      0.0110   0.0556   0.0432
+     -0.0041  -0.0023  -0.0485
+      0.0530   0.0413   0.0253
+      0.0283   0.0251   0.0339
+      0.0277  -0.0372  -0.0093
+      0.0393   0.0944   0.1131
+      0.0020   0.0251   0.0037
+     -0.0017   0.0012   0.0234
+      0.0468   0.0436   0.0203
+      0.0354   0.0439  -0.0233
+      0.0090   0.0123   0.0346
+      0.0382   0.0029   0.0217
+      0.0261  -0.0300   0.0030
+     -0.0088  -0.0220  -0.0283
+     -0.0272  -0.0121  -0.0363
+     -0.0664  -0.0622   0.0144
+      0.0414   0.0479   0.0529
+      0.0355   0.0612  -0.0247
+      0.0147   0.0264   0.0174
+      0.0438   0.0038   0.0542
+      0.0431  -0.0573  -0.0033
+     -0.0162  -0.0211  -0.0406
+     -0.0487  -0.0295  -0.0393
+      0.0005  -0.0109   0.0253
+      0.0296   0.0591   0.0353
+      0.0119   0.0181  -0.0306
+     -0.0085  -0.0362   0.0229
+      0.0005  -0.0106   0.0242
+""")
+
+_LTXV_RGB = _rgb("""
+     1.1202e-02 -6.3815e-04 -1.0021e-02
+     8.6031e-02  6.5813e-02  9.5409e-04
+    -1.2576e-02 -7.5734e-03 -4.0528e-03
+     9.4063e-03 -2.1688e-03  2.6093e-03
+     3.7636e-03  1.2765e-02  9.1548e-03
+     2.1024e-02 -5.2973e-03  3.4373e-03
+    -8.8896e-03 -1.9703e-02 -1.8761e-02
+    -1.3160e-02 -1.0523e-02  1.9709e-03
+    -1.5152e-03 -6.9891e-03 -7.5810e-03
+    -1.7247e-03  4.6560e-04 -3.3839e-03
+     1.3617e-02  4.7077e-03 -2.0045e-03
+     1.0256e-02  7.7318e-03  1.3948e-02
+    -1.6108e-02 -6.2151e-03  1.1561e-03
+     7.3407e-03  1.5628e-02  4.4865e-04
+     9.5357e-04 -2.9518e-03 -1.4760e-02
+     1.9143e-02  1.0868e-02  1.2264e-02
+     4.4575e-03  3.6682e-05 -6.8508e-03
+    -4.5681e-04  3.2570e-03  7.7929e-03
+     3.3902e-02  3.3405e-02  3.7454e-02
+    -2.3001e-02 -2.4877e-03 -3.1033e-03
+     5.0265e-02  3.8841e-02  3.3539e-02
+    -4.1018e-03 -1.1095e-03  1.5859e-03
+    -1.2689e-01 -1.3107e-01 -2.1005e-01
+     2.6276e-02  1.4189e-02 -3.5963e-03
+    -4.8679e-03  8.8486e-03  7.8029e-03
+    -1.6610e-03 -4.8597e-03 -5.2060e-03
+    -2.1010e-03  2.3610e-03  9.3796e-03
+    -2.2482e-02 -2.1305e-02 -1.5087e-02
+    -1.5753e-02 -1.0646e-02 -6.5083e-03
+    -4.6975e-03  5.0288e-03 -6.7390e-03
+     1.1951e-02  2.0712e-02  1.6191e-02
+    -6.3704e-03 -8.4827e-03 -9.5483e-03
+     7.2610e-03 -9.9326e-03 -2.2978e-02
+    -9.1904e-04  6.2882e-03  9.5720e-03
+    -3.7178e-02 -3.7123e-02 -5.6713e-02
+    -1.3373e-01 -1.0720e-01 -5.3801e-02
+    -5.3702e-03  8.1256e-03  8.8397e-03
+    -1.5247e-01 -2.1437e-01 -2.1843e-01
+     3.1441e-02  7.0335e-03 -9.7541e-03
+     2.1528e-03 -8.9817e-03 -2.1023e-02
+     3.8461e-03 -5.8957e-03 -1.5014e-02
+    -4.3470e-03 -1.2940e-02 -1.5972e-02
+    -5.4781e-03 -1.0842e-02 -3.0204e-03
+    -6.5347e-03  3.0806e-03 -1.0163e-02
+    -5.0414e-03 -7.1503e-03 -8.9686e-04
+    -8.5851e-03 -2.4351e-03  1.0674e-03
+    -9.0016e-03 -9.6493e-03  1.5692e-03
+     5.0914e-03  1.2099e-02  1.9968e-02
+     1.3758e-02  1.1669e-02  8.1958e-03
+    -1.0518e-02 -1.1575e-02 -4.1307e-03
+    -2.8410e-02 -3.1266e-02 -2.2149e-02
+     2.9336e-03  3.6511e-02  1.8717e-02
+    -1.6703e-02 -1.6696e-02 -4.4529e-03
+     4.8818e-02  4.0063e-02  8.7410e-03
+    -1.5066e-02 -5.7328e-04  2.9785e-03
+    -1.7613e-02 -8.1034e-03  1.3086e-02
+    -9.2633e-03  1.0803e-02 -6.3489e-03
+     3.0851e-03  4.7750e-04  1.2347e-02
+    -2.2785e-02 -2.3043e-02 -2.6005e-02
+    -2.4787e-02 -1.5389e-02 -2.2104e-02
+    -2.3572e-02  1.0544e-03  1.2361e-02
+    -7.8915e-03 -1.2271e-03 -6.0968e-03
+    -1.1478e-02 -1.2543e-03  6.2679e-03
+    -5.4229e-02  2.6644e-02  6.3394e-03
+     4.4216e-03 -7.3338e-03 -1.0464e-02
+    -4.5013e-03  1.6082e-03  1.4420e-02
+     1.3673e-02  8.8877e-03  4.1253e-03
+    -1.0145e-02  9.0072e-03  1.5695e-02
+    -5.6234e-03  1.1847e-03  8.1261e-03
+    -3.7171e-03 -5.3538e-03  1.2590e-03
+     2.9476e-02  2.1424e-02  3.0424e-02
+    -3.4925e-02 -2.4340e-02 -2.5316e-02
+    -3.4127e-02 -2.2406e-02 -1.0589e-02
+    -1.7342e-02 -1.3249e-02 -1.0719e-02
+    -2.1478e-03 -8.6051e-03 -2.9878e-03
+     1.2089e-03 -4.2391e-03 -6.8569e-03
+     9.0411e-04 -6.6886e-03 -6.7547e-05
+     1.6048e-02 -1.0057e-02 -2.8929e-02
+     1.2290e-03  1.0163e-02  1.8861e-02
+     1.7264e-02  2.7257e-04  1.3785e-02
+    -1.3482e-02 -3.6427e-03  6.7481e-04
+     4.6782e-03 -5.2423e-03  2.4467e-03
+    -5.9113e-03 -6.2244e-03 -1.8162e-03
+     1.5496e-02  1.4582e-02  1.9514e-03
+     7.4958e-03  1.5886e-03 -8.2305e-03
+     1.9086e-02  1.6360e-03 -3.9674e-03
+    -5.7021e-03 -2.7307e-03 -4.1066e-03
+     1.7450e-03  1.4602e-02  2.5794e-02
+    -8.2788e-04  2.2902e-03  4.5161e-03
+     1.1632e-02  8.9193e-03 -7.2813e-03
+     7.5721e-03  2.6784e-03  1.1393e-02
+     5.1939e-03  3.6903e-03  1.4049e-02
+    -1.8383e-02 -2.2529e-02 -2.4477e-02
+     5.8842e-04 -5.7874e-03 -1.4770e-02
+    -1.6125e-02 -8.6101e-03 -1.4533e-02
+     2.0540e-02  2.0729e-02  6.4338e-03
+     3.3587e-03 -1.1226e-02 -1.6444e-02
+    -1.4742e-03 -1.0489e-02  1.7097e-03
+     2.8130e-02  2.3546e-02  3.2791e-02
+    -1.8532e-02 -1.2842e-02 -8.7756e-03
+    -8.0533e-03 -1.0771e-02 -1.7536e-02
+    -3.9009e-03  1.6150e-02  3.3359e-02
+    -7.4554e-03 -1.4154e-02 -6.1910e-03
+     3.4734e-03 -1.1370e-02 -1.0581e-02
+     1.1476e-02  3.9281e-03  2.8231e-03
+     7.1639e-03 -1.4741e-03 -3.8066e-03
+     2.2250e-03 -8.7552e-03 -9.5719e-03
+     2.4146e-02  2.1696e-02  2.8056e-02
+    -5.4365e-03 -2.4291e-02 -1.7802e-02
+     7.4263e-03  1.0510e-02  1.2705e-02
+     6.2669e-03  6.2658e-03  1.9211e-02
+     1.6378e-02  9.4933e-03  6.6971e-03
+     1.7173e-02  2.3601e-02  2.3296e-02
+    -1.4568e-02 -9.8279e-03 -1.1556e-02
+     1.4431e-02  1.4430e-02  6.6362e-03
+    -6.8230e-03  1.8863e-02  1.4555e-02
+     6.1156e-03  3.4700e-03 -2.6662e-03
+    -2.6983e-03 -5.9402e-03 -9.2276e-03
+     1.0235e-02  7.4173e-03 -7.6243e-03
+    -1.3255e-02  1.9322e-02 -9.2153e-04
+     2.4222e-03 -4.8039e-03 -1.5759e-02
+     2.6244e-02  2.5951e-02  2.0249e-02
+     1.5711e-02  1.8498e-02  2.7407e-03
+    -2.1714e-03  4.7214e-03 -2.2443e-02
+    -7.4747e-03  7.4166e-03  1.4430e-02
+    -8.3906e-03 -7.9776e-03  9.7927e-03
+     3.8321e-02  9.6622e-03 -1.9268e-02
+    -1.4605e-02 -6.7032e-03  3.9675e-03
+""")
+
+_MOCHI_RGB = _rgb("""
+     -0.0069  -0.0045   0.0018
+      0.0154  -0.0692  -0.0274
+      0.0333   0.0019   0.0206
+     -0.1390   0.0628   0.1678
+     -0.0725   0.0134  -0.1898
+      0.0074  -0.0270  -0.0209
+     -0.0176  -0.0277  -0.0221
+      0.5294   0.5204   0.3852
+     -0.0326  -0.0446  -0.0143
+     -0.0659   0.0153  -0.0153
+      0.0185  -0.0217   0.0014
+     -0.0396  -0.0495  -0.0281
+""")
+
+_COSMOS1_RGB = _rgb("""
+      0.1817   0.2284   0.2423
+     -0.0586  -0.0862  -0.3108
+     -0.4703  -0.4255  -0.3995
+      0.0803   0.1963   0.1001
+     -0.0820  -0.1050   0.0400
+      0.2511   0.3098   0.2787
+     -0.1830  -0.2117  -0.0040
+     -0.0621  -0.2187  -0.0939
+      0.3619   0.1082   0.1455
+      0.3164   0.3922   0.2575
+      0.1152   0.0231  -0.0462
+     -0.1434  -0.3609  -0.3665
+      0.0635   0.1471   0.1680
+     -0.3635  -0.1963  -0.3248
+     -0.1865   0.0365   0.2346
+      0.0447   0.0994   0.0881
+""")
+
+_QWENIMAGE21_RGB = _rgb("""
+     -0.0158  -0.0115  -0.0174
+      0.0030   0.0120   0.0027
+      0.0637   0.0470  -0.0127
+      0.0360   0.0661  -0.0030
+      0.0159   0.0181   0.0082
+      0.0132   0.0326   0.0169
+      0.0191   0.0261   0.0136
+     -0.0146  -0.0276  -0.0361
+      0.0187  -0.0024  -0.0072
+     -0.1059  -0.0090   0.0350
+     -0.0195  -0.0226  -0.0138
+     -0.0295   0.0024  -0.0215
+      0.0191  -0.0393  -0.0001
+     -0.0144  -0.0166  -0.0272
+      0.0389   0.0430   0.0445
+     -0.0153  -0.0336   0.0031
+      0.0339   0.0122   0.0220
+     -0.0136  -0.0078  -0.0120
+     -0.0340  -0.0282  -0.0245
+     -0.0133  -0.0176  -0.0133
+      0.0109  -0.0087   0.0096
+     -0.0010   0.0044   0.0016
+      0.0301   0.0053   0.0361
+     -0.0281  -0.0205  -0.0032
+     -0.0725   0.0002   0.0160
+     -0.0036   0.0158   0.0807
+      0.0087   0.0040  -0.0053
+     -0.0260   0.0183  -0.0077
+     -0.0039  -0.0035  -0.0107
+     -0.0026   0.0172   0.0237
+      0.0088   0.0078   0.0078
+     -0.0087  -0.0310  -0.0122
+     -0.0027   0.0018   0.0094
+     -0.0064   0.0292  -0.0256
+      0.0594   0.1049   0.1180
+      0.0103  -0.0103  -0.0026
+     -0.0091   0.0025  -0.0015
+      0.0178   0.0243   0.0292
+     -0.0063  -0.0012   0.0202
+      0.0452   0.0246   0.0143
+      0.0149   0.0270   0.0052
+      0.1484   0.0801   0.0804
+     -0.0120   0.0040   0.0010
+      0.0181   0.0051  -0.0021
+      0.0132   0.0050   0.0019
+      0.0291   0.0020   0.0092
+      0.0066  -0.0410  -0.1314
+     -0.1153  -0.0629  -0.0802
+      0.0258   0.0378   0.0298
+      0.0375   0.1139   0.0468
+     -0.0142  -0.0126  -0.0276
+      0.0339   0.0153   0.0138
+      0.0346   0.0211   0.0267
+      0.0369  -0.0431  -0.0993
+     -0.0052  -0.0092   0.0056
+     -0.0279   0.0410  -0.0357
+      0.0036   0.0017  -0.0083
+     -0.0441  -0.0367  -0.0454
+     -0.0001  -0.0092  -0.0001
+     -0.0222  -0.0183  -0.0051
+      0.0039   0.0053  -0.0184
+     -0.0094  -0.0075  -0.0143
+     -0.0066  -0.0088  -0.0063
+      0.0220   0.0074   0.0100
+""")
+
 _REGISTRY: tuple[LatentSpace, ...] = (
     LatentSpace(
         id="sd1", title="Stable Diffusion 1.x / 2.x", channels=4, downscale=8, scaling_factor=0.18215,
@@ -498,6 +852,7 @@ _REGISTRY: tuple[LatentSpace, ...] = (
     ),
     LatentSpace(
         id="wan21", title="Wan 2.1 VAE (Qwen-Image, Cosmos-Predict2)", channels=16, downscale=8, ndim=5,
+        temporal_downscale=4,
         latents_mean=(-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
                       0.4134, -0.0715, 0.5517, -0.3632, -0.1922, -0.9497, 0.2503, -0.2921),
         latents_std=(2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
@@ -505,14 +860,117 @@ _REGISTRY: tuple[LatentSpace, ...] = (
         aliases=("wan", "wan2.1", "qwen-image", "qwenimage", "Wan21"), rgb_factors=_WAN21_RGB,
         rgb_bias=(-0.1835, -0.0868, -0.3360), comfy_format="Wan21", prediction="flow",
         families=("Wan 2.1", "Qwen-Image", "Cosmos-Predict2 T2I"),
-        notes="5-D latents (B, C, T, H, W); images are one frame.",
+        notes="5-D latents (B, C, T, H, W); images are one frame. Wan 2.2 14B also uses this VAE.",
         sources={"latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY},
+    ),
+    LatentSpace(
+        id="wan22", title="Wan 2.2 VAE (TI2V-5B)", channels=48, downscale=16, ndim=5, temporal_downscale=4,
+        latents_mean=(-0.2289, -0.0052, -0.1323, -0.2339, -0.2799, 0.0174, 0.1838, 0.1557,
+                      -0.1382, 0.0542, 0.2813, 0.0891, 0.1570, -0.0098, 0.0375, -0.1825,
+                      -0.2246, -0.1207, -0.0698, 0.5109, 0.2665, -0.2108, -0.2158, 0.2502,
+                      -0.2055, -0.0322, 0.1109, 0.1567, -0.0729, 0.0899, -0.2799, -0.1230,
+                      -0.0313, -0.1649, 0.0117, 0.0723, -0.2839, -0.2083, -0.0520, 0.3748,
+                      0.0152, 0.1957, 0.1433, -0.2944, 0.3573, -0.0548, -0.1681, -0.0667),
+        latents_std=(0.4765, 1.0364, 0.4514, 1.1677, 0.5313, 0.4990, 0.4818, 0.5013,
+                     0.8158, 1.0344, 0.5894, 1.0901, 0.6885, 0.6165, 0.8454, 0.4978,
+                     0.5759, 0.3523, 0.7135, 0.6804, 0.5833, 1.4146, 0.8986, 0.5659,
+                     0.7069, 0.5338, 0.4889, 0.4917, 0.4069, 0.4999, 0.6866, 0.4093,
+                     0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887,
+                     0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744),
+        aliases=("wan2.2-5b", "wan2.2-ti2v", "Wan22"), rgb_factors=_WAN22_RGB, rgb_bias=(0.0317, -0.0878, -0.1388),
+        comfy_format="Wan22", prediction="flow", families=("Wan 2.2 TI2V-5B",),
+        notes="The VAE packs 2x2 pixels before its /8 convolutions, hence /16. Wan 2.2 14B uses wan21.",
+        sources={"latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY, "downscale": COMFY},
+    ),
+    LatentSpace(
+        id="hunyuanvideo", title="HunyuanVideo", channels=16, downscale=8, ndim=5, temporal_downscale=4,
+        scaling_factor=0.476986, aliases=("hunyuan-video", "hyv", "HunyuanVideo"), rgb_factors=_HUNYUANVIDEO_RGB,
+        rgb_bias=(0.0259, -0.0192, -0.0761), comfy_format="HunyuanVideo", prediction="flow",
+        families=("HunyuanVideo", "HunyuanVideo I2V", "SkyReels V1", "Kandinsky 5 video"),
+        sources={"scaling_factor": COMFY, "rgb_factors": COMFY},
+    ),
+    LatentSpace(
+        id="hunyuanvideo15", title="HunyuanVideo 1.5", channels=32, downscale=16, ndim=5, temporal_downscale=4,
+        scaling_factor=1.03682, aliases=("hunyuan-video-1.5", "hyv15", "HunyuanVideo15"),
+        rgb_factors=_HUNYUANVIDEO15_RGB, rgb_bias=(0.0456, -0.0202, -0.0644), comfy_format="HunyuanVideo15",
+        prediction="flow", sources={"scaling_factor": COMFY, "rgb_factors": COMFY},
+    ),
+    LatentSpace(
+        id="ltxv", title="LTX-Video / LTX-2", channels=128, downscale=32, ndim=5, temporal_downscale=8,
+        aliases=("ltx", "ltx-video", "ltx2", "ltx-2", "LTXV"), rgb_factors=_LTXV_RGB,
+        rgb_bias=(-0.0571, -0.1657, -0.2512), comfy_format="LTXV", prediction="flow",
+        families=("LTX-Video", "LTX-2", "LTX-2.3"),
+        notes=("raw = model: the per-channel statistics live inside the VAE. ComfyUI's LTXAV (video and audio "
+               "packed together) is a different tensor and is not this space."),
+        sources={"rgb_factors": COMFY, "temporal_downscale": COMFY},
+    ),
+    LatentSpace(
+        id="mochi", title="Mochi 1", channels=12, downscale=8, ndim=5, temporal_downscale=6,
+        latents_mean=(-0.06730895953510081, -0.038011381506090416, -0.07477820912866141, -0.05565264470995561,
+                      0.012767231469026969, -0.04703542746246419, 0.043896967884726704, -0.09346305707025976,
+                      -0.09918314763016893, -0.008729793427399178, -0.011931556316503654, -0.0321993391887285),
+        latents_std=(0.9263795028493863, 0.9248894543193766, 0.9393059390890617, 0.959253732819592,
+                     0.8244560132752793, 0.917259975397747, 0.9294154431013696, 1.3720942357788521,
+                     0.881393668867029, 0.9168315692124348, 0.9185249279345552, 0.9274757570805041),
+        aliases=("mochi1", "mochi-1", "Mochi"), rgb_factors=_MOCHI_RGB, rgb_bias=(-0.0940, -0.1418, -0.1453),
+        comfy_format="Mochi", prediction="flow",
+        sources={"latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY},
+    ),
+    LatentSpace(
+        id="cogvideox", title="CogVideoX-2b", channels=16, downscale=8, ndim=5, temporal_downscale=4,
+        scaling_factor=1.15258426, aliases=("cogvideox-2b", "cogvideo", "CogVideoX"), comfy_format="CogVideoX",
+        prediction="v", notes="The 5b-class checkpoints use another scale: cogvideox15. ComfyUI publishes no factors.",
+        sources={"scaling_factor": COMFY + " (THUDM/CogVideoX-2b vae/config.json)"},
+    ),
+    LatentSpace(
+        id="cogvideox15", title="CogVideoX-5b / 1.5-5B", channels=16, downscale=8, ndim=5, temporal_downscale=4,
+        scaling_factor=0.7, aliases=("cogvideox-5b", "cogvideox-1.5-5b", "CogVideoX1_5"), comfy_format="CogVideoX1_5",
+        prediction="v", families=("CogVideoX-5b", "CogVideoX-1.5-5B", "CogVideoX-Fun V1.5"),
+        notes="Same VAE as cogvideox; only the scale differs. ComfyUI publishes no factors.",
+        sources={"scaling_factor": COMFY + " (THUDM/CogVideoX-5b vae/config.json)"},
+    ),
+    LatentSpace(
+        id="cosmos1", title="Cosmos 1 (CV8x8x8 tokenizer)", channels=16, downscale=8, ndim=5, temporal_downscale=8,
+        aliases=("cosmos-predict1", "cosmos1cv8x8x8", "Cosmos1CV8x8x8"), rgb_factors=_COSMOS1_RGB,
+        rgb_bias=(-0.1223, -0.1889, -0.1976), comfy_format="Cosmos1CV8x8x8",
+        notes="Cosmos-Predict2 uses the Wan 2.1 VAE (wan21); Cosmos 1 diffusion models are EDM-preconditioned.",
+        sources={"rgb_factors": COMFY, "temporal_downscale": COMFY},
     ),
     LatentSpace(
         id="hunyuanimage21", title="HunyuanImage 2.1", channels=64, downscale=32, scaling_factor=0.75289,
         aliases=("hunyuanimage", "hunyuan-image-2.1", "HunyuanImage21"), rgb_factors=_HUNYUAN21_RGB,
         rgb_bias=(0.0007, -0.0256, -0.0206), comfy_format="HunyuanImage21", prediction="flow",
         sources={"scaling_factor": COMFY, "downscale": "comfyanonymous/ComfyUI:comfy/sd.py", "rgb_factors": COMFY},
+    ),
+    LatentSpace(
+        id="qwenimage21", title="Qwen-Image 2.1", channels=64, downscale=16,
+        latents_mean=(0.5126, 0.7721, -0.0631, 1.3506, -0.7855, -2.1025, -0.3458, 1.3722,
+                      1.8873, -1.7177, -0.6510, 0.2732, 0.7562, -0.6163, -1.0277, 3.8363,
+                      2.0210, 0.0472, 0.9320, 2.0087, 2.4954, -0.1391, -1.4249, 1.8464,
+                      -0.5236, 1.2826, 3.7046, -1.3035, 2.7286, -1.4518, -1.9036, -1.9955,
+                      -0.0342, -1.0265, -0.7636, 3.0555, 0.0746, -3.0751, -0.1076, 1.7376,
+                      -1.0914, -1.9435, -0.2784, -1.3680, 0.4809, -0.4433, 0.3764, 0.5729,
+                      -2.0595, 1.0960, -1.3260, -2.0211, -5.0179, 0.5275, 4.0162, 1.8505,
+                      0.3026, 1.9373, 1.4937, 0.2632, 0.5547, -1.7121, -0.1562, 0.0304),
+        latents_std=(3.2001, 3.2936, 3.4321, 3.0091, 3.1061, 4.0379, 4.0705, 3.7910,
+                     3.0785, 3.6500, 3.9308, 3.0904, 2.8778, 3.7675, 3.7320, 5.0756,
+                     3.2864, 4.0397, 3.1317, 4.0443, 2.9249, 3.9454, 3.0988, 4.2489,
+                     3.4896, 3.8513, 3.9323, 3.4719, 3.7498, 4.2830, 3.5694, 4.2467,
+                     3.9037, 3.2947, 5.0770, 3.5075, 3.2700, 3.4767, 2.8063, 5.1125,
+                     3.5327, 4.7833, 3.1286, 4.1819, 3.8527, 3.8312, 3.5605, 4.3875,
+                     3.9624, 4.0168, 3.5643, 4.0550, 5.5614, 4.2963, 4.4080, 3.4959,
+                     3.8747, 3.7608, 3.5735, 3.1490, 3.7662, 3.6746, 3.4563, 3.8161),
+        aliases=("qwen-image-2.1", "qwenimage2.1", "QwenImage21"), rgb_factors=_QWENIMAGE21_RGB,
+        rgb_bias=(-0.1228, -0.1869, -0.3083), comfy_format="QwenImage21", prediction="flow",
+        notes="model = (raw - mean) / std, no scale. The VAE reads and writes RGBA images.",
+        sources={"latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY},
+    ),
+    LatentSpace(
+        id="hunyuanimage3", title="HunyuanImage 3.0", channels=32, downscale=16, scaling_factor=0.562679178327931,
+        aliases=("hunyuan-image-3", "hunyuanimage3.0", "HunyuanImage3"), prediction="flow",
+        notes=("The VAE is HunyuanVideo 1.5's 3-D architecture used on single images (one latent frame, so 4-D here). "
+               "ComfyUI has no latent format for it; no preview factors are published."),
+        sources={"scaling_factor": HUNYUAN3},
     ),
     LatentSpace(
         id="chroma_radiance", title="Chroma Radiance (pixel space)", channels=3, downscale=1,
