@@ -106,3 +106,13 @@ def test_upscale_demo_writes_a_picture_of_the_methods(tmp_path, upscaler):
     assert (tmp_path / "upscale.png").is_file() and "nearest | bicubic | nn" in lines[0] and "nn " in lines[1]
     lines = cli_upscale.demo(tmp_path, demo_data.DemoContext(["a"], torch.rand(1, 3, 64, 64)))
     assert "pixel space" in lines[0]
+
+
+def test_upscale_of_a_video_latent_resizes_each_frame_and_resamples_frames_on_request(tmp_path, capsys):
+    path = io.save_latent(tmp_path / "v.latent", torch.randn(1, 16, 3, 4, 6), space="wan21", domain="raw")
+    code, out, err = run(capsys, "upscale", path, "--scale", "2", "--method", "bicubic", "--frames", "5",
+                         "-o", tmp_path / "up.latent")
+    assert code == 0, err
+    assert "(1, 16, 3, 4, 6) -> (1, 16, 5, 8, 12)" in out
+    lf = io.load_latent(tmp_path / "up.latent")
+    assert lf.tensor.shape == (1, 16, 5, 8, 12) and lf.space == "wan21"

@@ -53,3 +53,11 @@ def test_upscale_samples_mismatched_mask_is_a_clear_error():
         upscale_samples(_samples(noise_mask=torch.rand(1, 1, 10, 10)), "sd1", 2, method="bicubic")
     with pytest.raises(InputError, match="'samples' tensor"):
         upscale_samples({"noise_mask": torch.rand(1, 1, 8, 8)}, "sd1", 2, method="bicubic")
+
+
+def test_upscale_samples_resamples_video_frames_and_refuses_them_with_a_noise_mask():
+    video = {"samples": torch.randn(1, 16, 3, 4, 4), "batch_index": [0]}
+    out = upscale_samples(video, "wan21", 2, method="bilinear", frames=5)
+    assert out["samples"].shape == (1, 16, 5, 8, 8) and out["batch_index"] == [0]
+    with pytest.raises(InputError, match="noise_mask"):
+        upscale_samples({**video, "noise_mask": torch.ones(1, 4, 4)}, "wan21", 2, method="bilinear", frames=5)

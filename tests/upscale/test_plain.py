@@ -76,6 +76,42 @@ def test_upscale_video_latent_resamples_frames_independently():
     torch.testing.assert_close(out[:, :, 1], resample(x[:, :, 1], (8, 8), "bicubic"))
 
 
+def test_upscale_frames_resamples_the_frame_axis_keeping_first_last_and_originals():
+    x = torch.randn(2, 16, 5, 4, 6)  # T=5 differs from C=16
+    before = x.clone()
+    double = upscale(x, "wan21", 2, method="bicubic", domain="model", frames=9)
+    assert double.shape == (2, 16, 9, 8, 12)
+    spatial = upscale(x, "wan21", 2, method="bicubic", domain="model")
+    torch.testing.assert_close(double[:, :, ::2], spatial)  # 2T - 1: every original frame kept
+    torch.testing.assert_close(double[:, :, 1], (spatial[:, :, 0] + spatial[:, :, 1]) / 2)
+    torch.testing.assert_close(upscale(x, "wan21", 1, method="bilinear", frames=3)[:, :, 1], x[:, :, 2])
+    nearest = upscale(x, "wan21", 1, method="nearest", frames=10)
+    assert all(any(torch.equal(f, x[:, :, t]) for t in range(5)) for f in nearest.unbind(2))
+    assert torch.equal(x, before)
+
+
+def test_upscale_frames_commutes_with_the_domain_maps_and_keeps_dtype():
+    sp = spaces.get("wan21")
+    raw = torch.randn(1, 16, 4, 4, 4, dtype=torch.bfloat16) * 2
+    via_raw = upscale(raw, sp, 1, method="bilinear", domain="raw", frames=7)
+    via_model = upscale(sp.to_model(raw.float()), sp, 1, method="bilinear", domain="model", frames=7)
+    assert via_raw.dtype == torch.bfloat16 and via_raw.shape == (1, 16, 7, 4, 4)
+    torch.testing.assert_close(sp.to_model(via_raw.float()), via_model, rtol=0.02, atol=0.05)
+
+
+def test_upscale_frames_refuses_image_latents_and_bad_counts():
+    with pytest.raises(InputError, match=r"\(B, C, T, H, W\)"):
+        upscale(torch.randn(1, 4, 4, 4), "sd1", 2, method="bicubic", frames=3)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(InputError, match="whole number"):
+            upscale(torch.randn(1, 16, 3, 4, 4), "wan21", 2, method="bicubic", frames=bad)
+
+
+def test_upscale_of_the_real_wan_latent_keeps_its_16_frames(wan_latent):
+    out = upscale(wan_latent, "wan21", 2, method="bicubic", domain="model")
+    assert out.shape == (1, 16, 16, 80, 128) and out.dtype == wan_latent.dtype
+
+
 def test_antialias_downscale_removes_aliasing_that_nearest_keeps():
     checker = ((torch.arange(16)[:, None] + torch.arange(16)[None]) % 2).float()[None, None].repeat(1, 4, 1, 1)
     smooth = resample(checker, (5, 5), "antialias")

@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="nn", choices=METHODS,
                    help="nn: the space's learned upscaler; the others interpolate the latent [%(default)s]")
     p.add_argument("--model", help="learned upscaler file to use instead of the space's own")
+    p.add_argument("--frames", type=int, help="video latents: also resample the frame axis to this many latent "
+                   "frames (linear, first and last kept; 2T-1 doubles the frame rate) [keep T]")
     add_output(p, help_text="output latent file (format by extension); ComfyUI extras such as noise_mask follow")
     p.set_defaults(func=cmd_upscale)
 
@@ -50,7 +52,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     size, scale = latent_size(args, tuple(lf.tensor.shape[-2:]), sp, domain)
     start = time.perf_counter()
     result = upscale_samples({"samples": lf.tensor, **lf.extras}, sp, scale, size=size, method=args.method,
-                             domain=domain, model=args.model)
+                             domain=domain, model=args.model, frames=args.frames)
     seconds = time.perf_counter() - start
     out = result.pop("samples")
     extras = {k: v for k, v in result.items() if isinstance(v, torch.Tensor)}

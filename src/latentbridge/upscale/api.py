@@ -11,7 +11,7 @@ import torch
 from .. import spaces
 from ..errors import InputError
 from .learned import LearnedUpscaler, upscale_learned
-from .plain import PLAIN_METHODS, Scale, plain_method, resample, resample_latent, target_size
+from .plain import PLAIN_METHODS, Scale, plain_method, resample, resample_frames, resample_latent, target_size
 
 LEARNED = ("nn", "learned")
 METHODS = ("nn", *PLAIN_METHODS)  # what a user picks from: the learned upscaler, then the plain methods
@@ -26,15 +26,24 @@ def upscale(
     domain: str = "taesd",
     size: Sequence[int] | None = None,
     model: str | os.PathLike | LearnedUpscaler | None = None,
+    frames: int | None = None,
 ) -> torch.Tensor:
     """Resize a latent of ``space`` in ``domain`` (raw, model or taesd) by ``scale`` (or to ``size``, latent pixels
     in that domain) with ``method``: 'nn' (the learned upscaler; ``model`` picks a file other than the space's own)
     or a plain one (nearest, bilinear, bicubic, area, antialias). Returns a new tensor in the same domain, on the
     input's device and dtype.
+
+    A video latent (B, C, T, H, W) is resized frame by frame and keeps its T frames; ``frames`` also resamples its
+    frame axis to that many latent frames (see :func:`~latentbridge.upscale.plain.resample_frames`: linear between
+    neighbouring frames, first and last kept; ``2T - 1`` doubles the frame rate; nearest with method 'nearest').
     """
     if method.lower() in LEARNED:
-        return upscale_learned(latent, space, scale, domain=domain, size=size, model=model)
-    return resample_latent(latent, space, scale, method=plain_method(method), domain=domain, size=size)
+        out = upscale_learned(latent, space, scale, domain=domain, size=size, model=model)
+    else:
+        out = resample_latent(latent, space, scale, method=plain_method(method), domain=domain, size=size)
+    if frames is None:
+        return out
+    return resample_frames(out, frames, "bilinear" if method.lower() in LEARNED else method)
 
 
 def upscale_samples(
@@ -46,18 +55,23 @@ def upscale_samples(
     domain: str = "raw",
     size: Sequence[int] | None = None,
     model: str | os.PathLike | LearnedUpscaler | None = None,
+    frames: int | None = None,
 ) -> dict[str, Any]:
     """Upscale a ComfyUI ``LATENT`` dict (``samples`` in ``domain``, raw by default): a new dict with every extra
     key kept, ``noise_mask`` resized to match (it may be at latent or at image resolution) and ``batch_index`` as is.
+    ``frames`` resamples a video latent's frame axis as :func:`upscale` does.
     """
     if "samples" not in samples or not isinstance(samples["samples"], torch.Tensor):
         raise InputError("a LATENT dict needs a 'samples' tensor")
     sp = spaces.get(space)
     latent = samples["samples"]
     mask = samples.get("noise_mask")
+    if frames is not None and mask is not None:
+        raise InputError("cannot resample the frames of a latent that carries a noise_mask (its frames would no "
+                         "longer match): drop the mask, or resample without frames=")
     mask_size = _mask_target(mask, latent, sp, domain, scale, size) if mask is not None else None
     out = dict(samples)
-    out["samples"] = upscale(latent, sp, scale, method=method, domain=domain, size=size, model=model)
+    out["samples"] = upscale(latent, sp, scale, method=method, domain=domain, size=size, model=model, frames=frames)
     if mask is not None:
         out["noise_mask"] = _resize_mask(mask, mask_size)
     return out

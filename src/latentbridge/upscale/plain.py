@@ -92,6 +92,35 @@ def resample(x: torch.Tensor, size: Sequence[int], method: str = "bicubic") -> t
     return out.reshape(*lead, *size) if x.ndim != 4 else out
 
 
+def resample_frames(latent: torch.Tensor, frames: int, method: str = "bilinear") -> torch.Tensor:
+    """Resample the frame axis of a video latent (B, C, T, H, W) to ``frames`` latent frames; a new tensor.
+
+    Linear between neighbouring latent frames with the first and last kept as they are (``align_corners``): ``2T - 1``
+    frames keep every original frame and put one blended frame between each pair (twice the frame rate), ``(T + 1)
+    / 2`` keeps every other one. ``nearest`` repeats or drops whole frames instead of blending. A latent frame stands
+    for the space's ``temporal_downscale`` pixel frames (the first for one, in causal video VAEs), so a decoded clip
+    has about ``1 + (frames - 1) * temporal_downscale`` frames. The weights sum to one, so this commutes with the
+    affine maps between domains. Blending latents is not motion interpolation: fast motion shows as a cross-fade.
+    """
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+        raise InputError(f"frames must be a whole number of latent frames >= 1, got {frames!r}")
+    if latent.ndim != 5:
+        raise InputError(f"frames= resamples the frame axis of a video latent (B, C, T, H, W); this latent has shape "
+                         f"{tuple(latent.shape)}")
+    b, c, t, h, w = latent.shape
+    if frames == t:
+        return latent.clone()
+    flat = latent.permute(0, 1, 3, 4, 2).reshape(-1, 1, t)
+    work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    if plain_method(method) == "nearest":
+        out = F.interpolate(work, size=frames, mode="nearest-exact")
+    elif t == 1:
+        out = work.expand(-1, -1, frames)
+    else:
+        out = F.interpolate(work, size=frames, mode="linear", align_corners=True)
+    return out.to(latent.dtype).reshape(b, c, h, w, frames).permute(0, 1, 4, 2, 3).contiguous()
+
+
 def resample_latent(
     latent: torch.Tensor,
     space: str | spaces.LatentSpace,
