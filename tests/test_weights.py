@@ -17,7 +17,7 @@ def test_resolve_finds_a_named_file_in_the_env_folders_and_kind_subfolder(tmp_pa
     f = tmp_path / "vae_approx" / "taef2_decoder.pth"
     f.write_bytes(b"x")
     monkeypatch.setenv("LATENTBRIDGE_MODELS", str(tmp_path))
-    assert weights.resolve("taef2_decoder", filenames=["taef2_decoder.pth"], kind="vae_approx") == f
+    assert weights.resolve("taef2_decoder", filenames=["taef2_decoder.pth"], folder="vae_approx") == f
 
 
 def test_resolve_with_models_dir_searches_only_there(tmp_path, monkeypatch):

@@ -28,3 +28,7 @@ class WeightsFormatError(LatentBridgeError, ValueError):
 
 class AmbiguousError(InputError):
     """Detection found several equally plausible answers and refuses to guess."""
+
+
+class HubError(WeightsNotFoundError):
+    """A published weight file could not be had from the Hugging Face hub (missing there, or unreachable)."""

@@ -11,50 +11,44 @@ import os
 import pickle
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .errors import WeightsFormatError, WeightsNotFoundError
+from . import hub as _hub
+from .errors import HubError, InputError, WeightsFormatError, WeightsNotFoundError
+from .hub import HubFile
 
 ENV_DIRS = "LATENTBRIDGE_MODELS"
 ENV_OFFLINE = "LATENTBRIDGE_OFFLINE"
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
-USER_MODELS = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "latentbridge" / "models"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 
 _registered: list[tuple[str | None, Path]] = []
 
 
-@dataclass(frozen=True)
-class HubFile:
-    """A file on the Hugging Face hub."""
-
-    repo_id: str
-    filename: str
-    subfolder: str | None = None
-
-    def __str__(self) -> str:
-        return f"hf://{self.repo_id}/{self.subfolder + '/' if self.subfolder else ''}{self.filename}"
+def user_models() -> Path:
+    """The user's own model folder, ``$XDG_CACHE_HOME/latentbridge/models`` (read when called)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "latentbridge" / "models"
 
 
-def add_search_dir(path: str | os.PathLike, *, kind: str | None = None) -> None:
-    """Register a folder to search (for ``kind`` only, e.g. ``vae_approx``, or for every kind)."""
-    entry = (kind, Path(path))
+def add_search_dir(path: str | os.PathLike, *, folder: str | None = None) -> None:
+    """Register a model folder to search (for one weight subfolder only, e.g. ``vae_approx``, or for every one)."""
+    entry = (folder, Path(path))
     if entry not in _registered:
         _registered.append(entry)
 
 
-def search_dirs(kind: str | None = None) -> list[Path]:
-    """The user model folders searched for ``kind``, in order (each also searched in its ``kind`` subfolder)."""
+def search_dirs(folder: str | None = None) -> list[Path]:
+    """The user model folders searched for weights of ``folder`` (e.g. ``vae_approx``), in order; each root is
+    searched in its ``folder`` subfolder first, then itself."""
     roots = [Path(p) for p in os.environ.get(ENV_DIRS, "").split(os.pathsep) if p]
-    roots += [p for k, p in _registered if k is None or k == kind]
-    roots += [USER_MODELS, PACKAGE_MODELS]
+    roots += [p for k, p in _registered if k is None or k == folder]
+    roots += [user_models(), PACKAGE_MODELS]
     out: list[Path] = []
     for root in roots:
-        for d in ([root / kind] if kind else []) + [root]:
+        for d in [*([root / folder] if folder and root.name != folder else []), root]:
             if d not in out:
                 out.append(d)
     return out
@@ -69,60 +63,54 @@ def resolve(
     name_or_path: str | os.PathLike,
     *,
     filenames: Sequence[str] = (),
-    kind: str | None = None,
+    folder: str | None = None,
     hub: Sequence[HubFile] = (),
     models_dir: str | os.PathLike | None = None,
     allow_download: bool | None = None,
 ) -> Path:
     """Return the path of a weight file: ``name_or_path`` itself if it is a file, else the first of ``filenames``
-    found in the model folders (only ``models_dir`` when given), the hub cache, or a download.
+    (default: ``name_or_path``) found in the model folders (only ``models_dir`` when given), then the hub cache,
+    then a download of ``hub`` (unless offline, or ``allow_download`` is False).
+
+    A path with a folder in it (``models/x.safetensors``) is taken as an explicit path and never searched for.
     """
     direct = Path(name_or_path)
     if direct.is_file():
         return direct
-    if direct.suffix.lower() in WEIGHT_SUFFIXES or os.sep in str(name_or_path):
+    if direct.is_dir():
+        raise InputError(f"{direct} is a folder, not a weight file: name the file inside it")
+    if len(direct.parts) > 1:
         raise WeightsNotFoundError(f"{direct}: no such weight file")
     names = list(filenames) or [str(name_or_path)]
-    dirs = [Path(models_dir)] if models_dir is not None else search_dirs(kind)
+    dirs = [Path(models_dir)] if models_dir is not None else search_dirs(folder)
     for d in dirs:
         for fn in names:
             if (d / fn).is_file():
                 return d / fn
-    looked = [str(d) for d in dirs]
-    download = (not offline()) if allow_download is None else allow_download
-    tried: list[str] = []
     for h in hub:
-        cached = _from_hub(h, download=False)
-        if cached:
-            return cached
-        tried.append(str(h))
+        hit = _hub.cached(h)
+        if hit:
+            return hit
+    download = (not offline()) if allow_download is None else allow_download
+    failures: list[str] = []
     if download:
-        errors = []
         for h in hub:
             try:
-                got = _from_hub(h, download=True)
-            except Exception as e:  # noqa: BLE001 - any hub failure becomes part of the message below
-                errors.append(f"{h}: {type(e).__name__}")
-                continue
-            if got:
-                return got
-        tried = errors or tried
-    where = f"the hub ({'; '.join(tried)})" if tried else "no hub location is known for it"
-    mode = "" if download or not hub else " (offline mode: no download tried)"
+                return _hub.download(h)
+            except HubError as e:
+                failures.append(str(e))
+    if failures:
+        where = "; ".join(failures)
+    elif hub:
+        where = (f"not in the hub cache {_hub.cache_dir()} ({', '.join(map(str, hub))}), and offline mode is on: "
+                 f"unset HF_HUB_OFFLINE and {ENV_OFFLINE} to download it" if allow_download is None else
+                 f"not in the hub cache {_hub.cache_dir()} ({', '.join(map(str, hub))}); no download was asked for")
+    else:
+        where = "no hub location is known for it"
     raise WeightsNotFoundError(
-        f"cannot find {name_or_path!s} ({' or '.join(names)}). Looked in: {', '.join(looked)}; "
-        f"{where}{mode}. Put the file in {dirs[0]} (or a folder named in ${ENV_DIRS}), or pass its path"
+        f"cannot find {name_or_path!s} ({' or '.join(names)}) in {', '.join(map(str, dirs))}; {where}. "
+        f"Put the file in {dirs[0]} (or a folder named in ${ENV_DIRS}), or pass its path"
     )
-
-
-def _from_hub(h: HubFile, *, download: bool) -> Path | None:
-    import huggingface_hub
-
-    if not download:
-        name = f"{h.subfolder}/{h.filename}" if h.subfolder else h.filename
-        hit = huggingface_hub.try_to_load_from_cache(h.repo_id, name)
-        return Path(hit) if isinstance(hit, str) else None
-    return Path(huggingface_hub.hf_hub_download(h.repo_id, h.filename, subfolder=h.subfolder))
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from latentbridge import weights
+from latentbridge import hub, weights
 from latentbridge.errors import WeightsFormatError
 from latentbridge.interposer import V4_PAIRS, bridge_entry, discover, v4_filename
 from latentbridge.weights import HubFile
@@ -28,7 +28,7 @@ def test_discover_finds_v4_and_bridge_files_in_models_dir_only_when_offline(tmp_
 def test_discover_offers_the_published_v4_set_from_the_hub_when_online(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("LATENTBRIDGE_OFFLINE", raising=False)
-    monkeypatch.setattr(weights, "_from_hub", lambda h, download: None)  # nothing cached, and no network
+    monkeypatch.setattr(hub, "cached", lambda file: None)  # nothing cached (discover never downloads)
     write_v4(tmp_path / "m", "xl", "v1")
     entries = discover(tmp_path / "m")
     on_hub = [e for e in entries if isinstance(e.location, HubFile)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__, demo_data, io, spaces, weights
+from .. import __version__, demo_data, hub, io, spaces, weights
 from .common import add_latent_input, print_json, read_latent
 
 
@@ -93,7 +93,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"  {dist} {pkg_metadata.version(dist)}")
         except pkg_metadata.PackageNotFoundError:
             print(f"  {dist}: not installed")
-    print(f"offline mode: {weights.offline()}")
+    print(f"offline mode: {weights.offline()}; hub {hub.endpoint()} ({hub.attempts()} attempts of {hub.timeout():g} s)")
+    print(f"hub cache searched: {hub.cache_dir()}{'' if hub.cache_dir().is_dir() else '  (missing)'}")
     print("weight folders searched (first match wins):")
     for d in weights.search_dirs():
         files = sorted(p.name for p in d.glob("*") if p.suffix in weights.WEIGHT_SUFFIXES) if d.is_dir() else []

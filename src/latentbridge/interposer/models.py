@@ -28,7 +28,7 @@ from ..weights import HubFile
 from .net import BridgeConfig, BridgeNet
 from .v4 import FusedV4, V4Config, V4Interposer, load_v4
 
-KIND = "interposers"  # model-folder subfolder searched for interposers
+FOLDER = "interposers"  # model-folder subfolder searched for interposers
 FORMAT = "latentbridge.interposer/1"
 V4_REPO, V4_SUBFOLDER = "city96/SD-Latent-Interposer", "v4.0"
 # The published pairs (interposer.md §4): sources v1, xl, v3, fx, ca; targets v1, xl, v3.
@@ -139,8 +139,8 @@ def _v4_names() -> dict[str, tuple[str, str]]:
 def _folders(models_dir: str | os.PathLike | None) -> list[Path]:
     if models_dir is not None:
         root = Path(models_dir)
-        return [root / KIND, root]
-    return weights.search_dirs(KIND)
+        return [root / FOLDER, root]
+    return weights.search_dirs(FOLDER)
 
 
 def discover(models_dir: str | os.PathLike | None = None, *, hub: bool | None = None) -> list[ModelEntry]:
@@ -171,7 +171,7 @@ def discover(models_dir: str | os.PathLike | None = None, *, hub: bool | None = 
             continue
         hub_file = HubFile(V4_REPO, name, V4_SUBFOLDER)
         try:
-            path = weights.resolve(name, filenames=[name], kind=KIND, hub=[hub_file], models_dir=models_dir,
+            path = weights.resolve(name, filenames=[name], folder=FOLDER, hub=[hub_file], models_dir=models_dir,
                                    allow_download=False)
             found[(src, dst, "v4")] = v4_entry(src, dst, path)
         except WeightsNotFoundError:
@@ -184,7 +184,7 @@ def locate(entry: ModelEntry, models_dir: str | os.PathLike | None = None) -> Pa
     """The file of ``entry`` on disk, downloading a published v4.0 file (through the HF cache) when needed."""
     if isinstance(entry.location, Path):
         return entry.location
-    return weights.resolve(entry.location.filename, filenames=[entry.location.filename], kind=KIND,
+    return weights.resolve(entry.location.filename, filenames=[entry.location.filename], folder=FOLDER,
                            hub=[entry.location], models_dir=models_dir, allow_download=True)
 
 

@@ -110,12 +110,12 @@ def find(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None)
     """The previewer file for ``space``: ``path`` if given, else the shipped one, else the user's model folders."""
     name = file_name(space)
     if path is not None:
-        return weights.resolve(path, filenames=[name], kind="vae_approx")
+        return weights.resolve(path, filenames=[name], folder="vae_approx")
     stem = name.removesuffix(".safetensors")
     try:
         return weights.resolve(stem, filenames=[name], models_dir=weights.PACKAGE_MODELS, allow_download=False)
     except FileNotFoundError:
-        return weights.resolve(stem, filenames=[name], kind="vae_approx", allow_download=False)
+        return weights.resolve(stem, filenames=[name], folder="vae_approx", allow_download=False)
 
 
 def load(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None, *,

@@ -24,7 +24,7 @@ from .. import spaces, weights
 from ..errors import InputError, UnknownSpaceError, WeightsFormatError, WeightsNotFoundError
 from .plain import Scale, target_size
 
-KIND = "latent_upscale_models"  # models-folder kind, named as ComfyUI names its folder (models/latent_upscale_models)
+FOLDER = "latent_upscale_models"  # models-folder kind, named as ComfyUI names its folder (models/latent_upscale_models)
 FORMAT = "latentbridge.upscaler/1"
 
 
@@ -202,14 +202,14 @@ def _find(ref: str | os.PathLike | spaces.LatentSpace) -> Path:
         try:
             sp = spaces.get(str(ref))
         except UnknownSpaceError:
-            return weights.resolve(ref, kind=KIND)
+            return weights.resolve(ref, folder=FOLDER)
     name, files = f"upscaler-{sp.id}", [weight_name(sp)]
     try:
         return weights.resolve(name, filenames=files, models_dir=weights.PACKAGE_MODELS, allow_download=False)
     except WeightsNotFoundError:
         pass
     try:
-        return weights.resolve(name, filenames=files, kind=KIND)
+        return weights.resolve(name, filenames=files, folder=FOLDER)
     except WeightsNotFoundError as e:
         raise WeightsNotFoundError(f"no learned upscaler for {sp.id}: {e}. Train one with the 'upscaler' recipe "
                                    "(see configs/upscaler-flux2.toml), or use a plain method such as "

@@ -34,7 +34,7 @@ def test_register_model_folders_keeps_extra_model_paths_entries(comfy, tmp_path)
     assert str(shared / "vae_approx") in comfy.get_folder_paths("vae_approx")
     (shared / "vae_approx").mkdir(parents=True)
     (shared / "vae_approx" / "taesd_decoder.safetensors").write_bytes(b"")
-    resolved = weights.resolve("taesd_decoder", filenames=["taesd_decoder.safetensors"], kind="vae_approx")
+    resolved = weights.resolve("taesd_decoder", filenames=["taesd_decoder.safetensors"], folder="vae_approx")
     assert resolved == shared / "vae_approx" / "taesd_decoder.safetensors"
 
 

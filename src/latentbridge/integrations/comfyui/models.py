@@ -3,7 +3,7 @@
 The pack reads weights from ComfyUI's ``vae_approx`` (tiny autoencoders, previewers) and ``latent_upscale_models``
 folders and from an ``interposers`` folder it registers (``models/interposers``, plus any ``interposers:`` entry of
 extra_model_paths.yaml). Each of these folders is also handed to :func:`latentbridge.weights.add_search_dir` under a
-``kind`` equal to the folder's name, so core code that resolves a weight with ``kind="vae_approx"``,
+``folder`` equal to the folder's name, so core code that resolves a weight with ``folder="vae_approx"``,
 ``"latent_upscale_models"`` or ``"interposers"`` finds what the user put in ComfyUI's folders.
 
 ``folder_paths`` is ComfyUI's module; it is imported only when a function here runs, so the pack imports (and its
@@ -51,7 +51,7 @@ def register_model_folders(fp: ModuleType | None = None) -> dict[str, list[str]]
     for name in MODEL_FOLDERS:
         found[name] = fp.get_folder_paths(name)
         for path in found[name]:
-            weights.add_search_dir(path, kind=name)
+            weights.add_search_dir(path, folder=name)
     return found
 
 
