@@ -3,7 +3,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from latentbridge import io
+from latentbridge import io, spaces
 from latentbridge.errors import InputError
 
 
@@ -125,3 +125,29 @@ def test_unknown_extension_is_rejected(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(InputError, match="unknown latent file type"):
         io.load_latent(path)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".latent"])
+def test_video_latents_round_trip_with_their_frames_space_and_dtype(tmp_path, suffix):
+    x = torch.randn(2, 16, 5, 4, 6, dtype=torch.bfloat16)  # T=5 differs from C=16
+    path = io.save_latent(tmp_path / f"v{suffix}", x, space="wan21", domain="raw")
+    lf = io.load_latent(path)
+    assert torch.equal(lf.tensor, x)
+    assert (lf.space, lf.domain) == ("wan21", "raw")
+    assert lf.metadata["latentbridge.shape"] == "[2, 16, 5, 4, 6]"
+
+
+def test_video_latent_in_the_model_domain_is_written_raw_to_comfyui_and_converts_back(tmp_path):
+    model = torch.randn(1, 16, 3, 4, 4)
+    lf = io.load_latent(io.save_latent(tmp_path / "v.latent", model, space="wan21", domain="model"))
+    assert lf.tensor.shape == (1, 16, 3, 4, 4) and (lf.space, lf.domain) == ("wan21", "raw")
+    torch.testing.assert_close(spaces.convert_domain(lf.tensor, "wan21", "raw", "model"), model, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".latent"])
+def test_the_real_wan_latent_round_trips_with_shape_and_space(tmp_path, suffix, wan_latent):
+    path = io.save_latent(tmp_path / f"wan{suffix}", wan_latent, space="wan21", domain="model")
+    lf = io.load_latent(path)
+    assert lf.tensor.shape == (1, 16, 16, 40, 64) and lf.space == "wan21"
+    back = spaces.convert_domain(lf.tensor.float(), "wan21", lf.domain, "model")
+    torch.testing.assert_close(back, wan_latent.float(), atol=0.05, rtol=0.02)  # bfloat16 through the raw domain
