@@ -81,3 +81,29 @@ def test_sample_bad_sigmas_and_reference(gaussian):
         mixing.sample(d, ref, sigmas_for("eps", 5), kind="flow")
     with pytest.raises(InputError, match="floating-point latent"):
         mixing.sample(d, torch.ones(1, 4, 8, 8, dtype=torch.int64), sigmas_for("eps", 5))
+
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "dpmpp_2m"])
+def test_sample_runs_on_a_5d_flow_video_latent(gaussian, sampler):
+    steps = 12
+    sig = sigmas_for("flow", steps)
+    ref = gaussian.sample(1, 16, 5, 6, 8)  # (B, C, T, H, W) with T differing from C
+    inner = gaussian.denoiser("flow")
+    seen = []
+
+    def d(x, sigma):  # a video model sees whole clips
+        seen.append(tuple(x.shape))
+        return inner(x, sigma)
+
+    free = mixing.sample(d, ref, sig, kind="flow", sampler=sampler, schedule=torch.zeros(steps), seed=1, disable=True)
+    mixed = mixing.sample(d, ref, sig, kind="flow", sampler=sampler, alpha_1=1.0, stop=2.0, cleanup=0.2, seed=1,
+                          disable=True)
+    assert mixed.shape == ref.shape and set(seen) == {(1, 16, 5, 6, 8)}
+    assert (mixed - ref).pow(2).mean() < (free - ref).pow(2).mean()
+
+
+def test_sample_runs_on_the_real_wan_flow_latent(gaussian, wan_latent):
+    ref = wan_latent.float()
+    out = mixing.sample(gaussian.denoiser("flow"), ref, sigmas_for("flow", 4), kind="flow", alpha_1=1.0, seed=1,
+                        disable=True)
+    assert out.shape == (1, 16, 16, 40, 64) and bool(torch.isfinite(out).all())

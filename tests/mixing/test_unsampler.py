@@ -105,3 +105,13 @@ def test_unsampler_bad_input_is_explained(ref):
         mixing.Unsampler(ref, [1.0, 0.5])[2]
     with pytest.raises(InputError, match="does not split into 3 steps"):
         mixing.NoisedBatch(torch.randn(4, 4, 8, 8), 3)
+
+
+def test_unsampler_noises_5d_video_latents_whole_and_materialises_step_major():
+    ref = torch.randn(2, 16, 3, 4, 4)
+    u = mixing.Unsampler(ref, [0.9, 0.5, 0.1], kind="flow", seed=3)
+    assert u[1].shape == ref.shape
+    torch.testing.assert_close(u[1], 0.5 * ref + 0.5 * u.noise(1))
+    batch = u.materialise()
+    assert batch.shape == (6, 16, 3, 4, 4)
+    torch.testing.assert_close(batch[2:4], u[1])
