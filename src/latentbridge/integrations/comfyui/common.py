@@ -41,7 +41,11 @@ def images_in(image: Any, name: str = "image") -> torch.Tensor:
 
 
 def images_out(images: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) images -> a ComfyUI IMAGE (B, H, W, 3), float32 in [0, 1] on the CPU."""
+    """(B, 3, H, W) images -> a ComfyUI IMAGE (B, H, W, 3), float32 in [0, 1] on the CPU. Video frames
+    (B, 3, T, H, W) become a batch of B*T images, clip after clip, each clip's frames in order (ComfyUI's video
+    nodes take a clip as an IMAGE batch)."""
+    if images.ndim == 5:
+        images = images.transpose(1, 2).flatten(0, 1)
     return images.detach().clamp(0, 1).permute(0, 2, 3, 1).float().cpu().contiguous()
 
 
