@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from latentbridge import preview, spaces, tiny
-from latentbridge.errors import LatentBridgeError
+from latentbridge.errors import InputError, LatentBridgeError
 from latentbridge.integrations.comfyui import models
 
 log = logging.getLogger("latentbridge")
@@ -119,20 +119,29 @@ def space_of_format(latent_format: Any) -> spaces.LatentSpace | None:
     return next((s for s in found if channels in (None, s.channels) and (s.ndim == 5) == video), None)
 
 
-def factors_names(latent_format: Any, space: spaces.LatentSpace) -> list[str]:
-    """The file names fitted factors for this format are saved and found under, in ComfyUI's vae_approx."""
-    names = [type(latent_format).__name__, space.id]
-    return [f"{FACTORS_PREFIX}{n}.safetensors" for n in dict.fromkeys(names)]
+def factors_files(space: spaces.LatentSpace, format_name: str | None = None) -> list[str]:
+    """The names fitted factors for ``space`` are found under in ComfyUI's vae_approx, in order: those of the latent
+    format's class (as the host names it, then the registry's) and of the space id."""
+    names = (format_name, space.comfy_format, space.id)
+    return [f"{FACTORS_PREFIX}{n}.safetensors" for n in dict.fromkeys(n for n in names if n)]
+
+
+def installed_factors(space: spaces.LatentSpace, format_name: str | None = None) -> str | None:
+    """The path of factors fitted for ``space`` in ComfyUI's vae_approx (Fit Preview Factors writes them), if any."""
+    try:
+        fp = models.folder_paths()
+    except InputError:  # not inside ComfyUI
+        return None
+    return next((p for name in factors_files(space, format_name) if (p := fp.get_full_path(models.VAE_APPROX, name))),
+                None)
 
 
 def fitted_factors(latent_format: Any, space: spaces.LatentSpace) -> preview.Factors | None:
-    """Factors fitted for the format: a file in vae_approx (Fit Preview Factors), else the ones latentbridge ships
-    for the space; None when there are only the registry's (ComfyUI's own) factors."""
-    fp = models.folder_paths()
-    for name in factors_names(latent_format, space):
-        path = fp.get_full_path(models.VAE_APPROX, name)
-        if path:
-            return preview.load_factors(path)
+    """Factors fitted for the format: a file in vae_approx, else the ones latentbridge ships for the space; None
+    when there are only the registry's (ComfyUI's own) factors."""
+    path = installed_factors(space, type(latent_format).__name__)
+    if path is not None:
+        return preview.load_factors(path)
     try:
         shipped = preview.default_factors(space)
     except LatentBridgeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from latentbridge.integrations.comfyui.common import (
     space_input,
     stated_space,
 )
+from latentbridge.integrations.comfyui.live_preview import installed_factors
 
 
 def preview_latent(latent: dict, method: str = AUTO, space: str = AUTO, size: int = 0) -> tuple[torch.Tensor, str]:
@@ -23,9 +25,11 @@ def preview_latent(latent: dict, method: str = AUTO, space: str = AUTO, size: in
     tensor = latent_samples(latent)
     sp, how = resolve_space(tensor, space, stated=stated_space(latent))
     chosen = preview.best_method(sp) if method == AUTO else method
-    images = preview.preview(tensor, sp, method=chosen, domain="raw", size=size or None)
+    fitted = installed_factors(sp) if chosen == "linear" else None  # what Fit Preview Factors saved
+    images = preview.preview(tensor, sp, method=chosen, domain="raw", factors=fitted, size=size or None)
     text = (f"{sp.id} ({how.split(':')[0]}) {tuple(tensor.shape)} -> {images.shape[0]} image(s) of "
-            f"{images.shape[-1]}x{images.shape[-2]} px by {chosen}" + (" (auto)" if method == AUTO else ""))
+            f"{images.shape[-1]}x{images.shape[-2]} px by {chosen}" + (" (auto)" if method == AUTO else "")
+            + (f" with {Path(fitted).name}" if fitted else ""))
     return images_out(images), text
 
 
@@ -45,9 +49,10 @@ class LatentPreview:
         return {
             "required": {
                 "samples": ("LATENT", {"tooltip": "the latent to preview (it is not changed)"}),
-                "method": ([AUTO, *preview.METHODS], {"default": AUTO, "tooltip": "linear: factors, at latent "
-                           "resolution; neural: the small trained previewer, at latent resolution; tiny: the tiny "
-                           "decoder from models/vae_approx, full size. auto: the best one available for the space"}),
+                "method": ([AUTO, *preview.METHODS], {"default": AUTO, "tooltip": "linear: factors (those Fit "
+                           "Preview Factors saved in vae_approx, else the built-in ones), at latent resolution; "
+                           "neural: the small trained previewer, at latent resolution; tiny: the tiny decoder from "
+                           "models/vae_approx, full size. auto: the best one available for the space"}),
                 "space": space_input("space of the latent. auto: the space a latentbridge node stated, else "
                                      "detection when it is unambiguous"),
                 "size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "longer side of each preview in "

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from latentbridge.integrations.comfyui import info, interposer, latent_files, mixing, preview, tiny, upscale
+from latentbridge.integrations.comfyui import fit_preview, info, interposer, latent_files, mixing, preview, tiny, upscale
 
-GROUPS: tuple[ModuleType, ...] = (latent_files, info, interposer, preview, tiny, upscale, mixing)
+GROUPS: tuple[ModuleType, ...] = (latent_files, info, interposer, preview, fit_preview, tiny, upscale, mixing)
 
 
 def node_mappings(groups: tuple[ModuleType, ...] = GROUPS) -> tuple[dict[str, type], dict[str, str]]:
