@@ -133,12 +133,39 @@ def test_validate_rejects_nan_latents():
         spaces.validate(x, "sd1")
 
 
-def test_detect_says_it_cannot_tell_sd1_from_sdxl_raw_latents():
-    found = spaces.detect(torch.randn(1, 4, 64, 64) * 6.5)
+@pytest.mark.parametrize("scale", [5, 6.5, 8])
+def test_detect_refuses_to_pick_between_sd1_and_sdxl_raw_latents(scale):
+    found = spaces.detect(torch.randn(1, 4, 128, 128) * scale)
     assert found.ambiguous
-    assert {c.space.id for c in found.candidates[:2]} == {"sd1", "sdxl"}
-    with pytest.raises(AmbiguousError, match="--space"):
+    assert {"sd1", "sdxl"} <= {c.space.id for c in found.candidates[:3]}
+    with pytest.raises(AmbiguousError, match=r"sd1 \(raw, \d+%\).*no space reaches 90%.*space="):
         found.require()
+
+
+def test_detect_core_message_names_the_parameter_not_a_cli_flag():
+    summary = spaces.detect(torch.randn(1, 4, 32, 32) * 6.5).summary
+    assert "space=" in summary and "--" not in summary
+
+
+@pytest.mark.parametrize("shape, expected", [((1, 48, 5, 16, 16), "wan22"), ((1, 128, 3, 8, 8), "ltxv"),
+                                             ((1, 12, 3, 8, 8), "mochi"), ((1, 32, 5, 16, 16), "hunyuanvideo15")])
+def test_detect_names_a_video_space_its_5d_layout_alone_identifies(shape, expected):
+    assert spaces.detect(torch.randn(*shape)).require().space.id == expected
+
+
+def test_detect_keeps_video_and_image_spaces_apart_by_rank():
+    video = spaces.detect(torch.randn(1, 16, 5, 16, 16))
+    assert video.ambiguous and {c.space.ndim for c in video.candidates} == {5}
+    assert {"wan21", "hunyuanvideo", "cogvideox", "cosmos1"} <= {c.space.id for c in video.candidates}
+    image = spaces.detect(torch.randn(1, 16, 16, 16) * 2.77 + 0.12)
+    assert {c.space.ndim for c in image.candidates} == {4}
+
+
+def test_detect_answers_when_the_statistics_are_sure():
+    found = spaces.detect(torch.randn(1, 64, 32, 32) * 4.2)
+    best = found.require()
+    assert best.space.id == "qwenimage21" and sum(c.confidence for c in found.candidates
+                                                   if c.space is best.space) >= spaces.MIN_CONFIDENCE
 
 
 def test_detect_recognises_packed_flux2_by_its_128_channels():
@@ -168,3 +195,28 @@ def test_detect_reports_unknown_channel_counts_plainly():
 
 def test_list_spaces_matches_shell_patterns():
     assert spaces.list_spaces("flux*") == ["flux1", "flux2"]
+
+
+@pytest.mark.parametrize("sp", [s for s in spaces.all() if s.ndim == 5], ids=lambda s: s.id)
+def test_convert_domain_on_video_latents_normalises_per_channel_not_per_frame(sp):
+    raw = torch.randn(2, sp.channels, 3, 4, 5) * 2 + 0.5  # T=3 differs from C: the layout, not the sizes, says which
+    before = raw.clone()
+    model = spaces.convert_domain(raw, sp, "raw", "model")
+    c = (1, sp.channels, 1, 1, 1)
+    if sp.latents_mean is not None:
+        mean, std = torch.tensor(sp.latents_mean).view(c), torch.tensor(sp.latents_std).view(c)
+        want = (raw - mean) * sp.scaling_factor / std
+    else:
+        want = (raw - sp.shift_factor) * sp.scaling_factor
+    assert model.shape == raw.shape
+    torch.testing.assert_close(model, want)
+    torch.testing.assert_close(spaces.convert_domain(model, sp, "model", "raw"), raw, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(spaces.convert_domain(raw, sp, "raw", "taesd"), model)
+    assert torch.equal(raw, before)
+
+
+def test_convert_domain_of_the_real_wan_latent_round_trips(wan_latent):
+    z = wan_latent.float()
+    raw = spaces.convert_domain(z, "wan21", "model", "raw")
+    assert raw.shape == (1, 16, 16, 40, 64)
+    torch.testing.assert_close(spaces.convert_domain(raw, "wan21", "raw", "model"), z, atol=1e-5, rtol=1e-5)
