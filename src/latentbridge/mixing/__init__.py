@@ -8,6 +8,7 @@ sampler step blend the latent with the copy at exactly that step's sigma, with a
 * :func:`sample` runs the whole recipe over ``denoiser(x, sigma) -> x0``.
 * :func:`sample_mixing` is the same as a k-diffusion sampler function ``(model, x, sigmas, extra_args, callback,
   disable, *, noised, weights, ...)`` for hosts that bring their own model wrapper (ComfyUI's SAMPLER).
+* :func:`mixing_hook` is the mixing step alone, ``hook(x, i)``, for hosts that drive their own samplers.
 """
 
 from .blending import BLENDS, blend
@@ -17,6 +18,8 @@ from .presets import PRESETS, Preset, preset
 from .process import FLOW, KINDS, VE, ForwardProcess, check_sigmas, kind_of, process_for
 from .samplers import (
     SAMPLERS,
+    MixingHook,
+    mixing_hook,
     run_sampler,
     sample_dpmpp_2m,
     sample_euler,
@@ -36,6 +39,7 @@ __all__ = [
     "VE",
     "Denoiser",
     "ForwardProcess",
+    "MixingHook",
     "NoisedBatch",
     "Preset",
     "Unsampler",
@@ -43,6 +47,7 @@ __all__ = [
     "check_sigmas",
     "cleanup_sigmas",
     "kind_of",
+    "mixing_hook",
     "preset",
     "process_for",
     "refine",

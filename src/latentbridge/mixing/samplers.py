@@ -171,6 +171,36 @@ def _as_noised(noised: Unsampler | NoisedBatch | torch.Tensor, x: torch.Tensor, 
     return noised
 
 
+class MixingHook:
+    """DemoFusion's skip residual as a ``before_step`` hook: ``hook(x, i)`` blends the latent step ``i`` starts from
+    with the noised copy at sigma_i, the copy's share being ``weights[i]``; a zero weight returns ``x`` itself.
+
+    Hosts that drive their own samplers call it once per sigma transition, on the sampler's state.
+    """
+
+    def __init__(self, copies: Unsampler | NoisedBatch, weights: list[float], blend: str) -> None:
+        self.copies, self.weights, self.blend = copies, weights, blend
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __call__(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        w = self.weights[i]
+        return x if w == 0 else _blend(x, self.copies[i], w, self.blend)
+
+
+def mixing_hook(noised: Unsampler | NoisedBatch | torch.Tensor, x: torch.Tensor, sigmas: torch.Tensor,
+                weights: str | torch.Tensor | Sequence[float] = "cosine", *, alpha_1: float = 3.0, blend: str = "lerp",
+                kind: str = "eps") -> MixingHook:
+    """The checked :class:`MixingHook` for a sampler running ``sigmas`` from ``x``: one noised copy per step at
+    exactly ``sigmas[:-1]``, of ``x``'s shape, and one weight per step (a schedule name with ``alpha_1``, or values)."""
+    sigmas = check_sigmas(sigmas, kind)
+    steps = len(sigmas) - 1
+    check_blend(blend)
+    copies = _as_noised(noised, x, sigmas, steps)
+    return MixingHook(copies, as_weights(weights, steps, alpha_1=alpha_1).tolist(), blend)
+
+
 @torch.no_grad()
 def sample_mixing(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Mapping | None = None,
                   callback: Callback | None = None, disable: bool | None = None, *,
@@ -185,16 +215,8 @@ def sample_mixing(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_arg
     (with ``alpha_1``) or one weight per step, each the noised copy's share. ``seed`` (default
     ``extra_args['seed']`` or 0) feeds the ancestral sampler's noise.
     """
-    sigmas = check_sigmas(sigmas, kind)
-    steps = len(sigmas) - 1
-    check_blend(blend)
     check_sampler(sampler, kind)
-    copies = _as_noised(noised, x, sigmas, steps)
-    w = as_weights(weights, steps, alpha_1=alpha_1).tolist()
+    mix = mixing_hook(noised, x, sigmas, weights, alpha_1=alpha_1, blend=blend, kind=kind)
     seed = int((extra_args or {}).get("seed", 0)) if seed is None else seed
-
-    def mix(latent: torch.Tensor, i: int) -> torch.Tensor:
-        return latent if w[i] == 0 else _blend(latent, copies[i], w[i], blend)
-
     return run_sampler(sampler, model, x, sigmas, extra_args, callback, disable, kind=kind, eta=eta, s_noise=s_noise,
                        seed=seed, before_step=mix)

@@ -21,6 +21,16 @@ from latentbridge.integrations.comfyui.mixing import (
 KINDS = {"eps": "EpsSampling", "flow": "ConstSampling"}
 
 
+@pytest.fixture
+def fake_comfy(monkeypatch):
+    """fake_comfy's modules with the stand-in sampler registry of fake_samplers.py."""
+    from tests.integrations.comfyui import fake_comfy as module
+    from tests.integrations.comfyui import fake_samplers
+
+    fake_samplers.install(monkeypatch)
+    return module
+
+
 def patcher(fake, kind: str):
     gaussian = Gaussian(mu=0.1, std=0.2)
     return fake.ModelPatcher(getattr(fake, KINDS[kind])(), gaussian.denoiser(kind))
@@ -59,7 +69,7 @@ def test_mixing_sampler_matches_the_core_and_ignores_comfyuis_start(fake_comfy, 
     want = mixing.sample_mixing(fake_comfy.X0Inpaint(base, reference), copies[0], sigmas, {"seed": 11}, noised=copies,
                                 weights=mixing.schedule("cosine", 6, alpha_1=2.0), blend="slerp", kind=kind, seed=11,
                                 disable=True)
-    assert torch.equal(results[0], results[1]) and torch.allclose(results[0], want)
+    assert torch.equal(results[0], results[1]) and torch.allclose(results[0], want, atol=1e-5)
 
 
 def test_mixing_sampler_refuses_an_empty_latent(fake_comfy):
@@ -127,10 +137,11 @@ def test_mixing_ksampler_runs_the_preset_then_a_cleanup_pass(fake_comfy):
     samples, text = out["result"]
     preset = mixing.preset("sd1")
     assert samples["samples"].shape == before.shape and samples["noise_mask"] is latent["noise_mask"]
-    assert text.startswith("preset auto (sd1: the model's latent format): steps 10, sampler dpmpp_2m")
+    assert text.startswith("preset auto (sd1: the model's latent format): steps 10, sampler dpmpp_2m (its state kept)")
     assert "forward process eps" in text and "clean-up from sigma" in text and out["ui"]["text"] == [text]
     mix, clean = fake_comfy.runs
-    assert len(mix["sigmas"]) == 11 and not mix["noise"].any() and mix["options"]["alpha_1"] == preset.alpha_1
+    assert len(mix["sigmas"]) == 11 and mix["options"]["alpha_1"] == preset.alpha_1
+    assert torch.equal(mix["noise"], torch.randn(before.shape, generator=torch.Generator().manual_seed(5)))
     assert len(clean["sigmas"]) == round(10 * preset.cleanup) + 1 and clean["noise"].std() > 0.5
     assert torch.equal(latent["samples"], before)
 
@@ -142,7 +153,29 @@ def test_mixing_ksampler_overrides_and_flow_models(fake_comfy):
     text = out["result"][1]
     assert "steps 4, sampler euler" in text and "alpha_1 2.5" in text and "(1 - sigma) z + sigma eps" in text
     assert len(fake_comfy.runs) == 1 and "clean-up" not in text
-    with pytest.raises(InputError, match="flow_euler is for flow-matching models"):
-        MixingKSampler().sample(patcher(fake_comfy, "eps"), None, None, clean_latent(), sampler="flow_euler")
+    legacy = MixingKSampler().sample(model, None, None, clean_latent(), preset="flux1", steps=4, sampler="flow_euler",
+                                     alpha_1=2.5, cleanup=0.0)
+    assert torch.equal(legacy["result"][0]["samples"], out["result"][0]["samples"])  # flow_euler is euler
     with pytest.raises(InputError, match="empty"):
         MixingKSampler().sample(model, None, None, {"samples": torch.zeros(1, 4, 4, 4)})
+
+
+@pytest.mark.parametrize("sampler", ["euler", "dpmpp_2m", "euler_ancestral", "heun", "dpm_2", "uni_pc"])
+def test_mixing_ksampler_at_weight_zero_is_comfyuis_ksampler(fake_comfy, sampler):
+    """maximum 0 and no clean-up: ComfyUI's noise, sigmas (dpm_2 and uni_pc drop the penultimate) and sampler."""
+    from tests.integrations.comfyui import fake_samplers
+
+    model = patcher(fake_comfy, "eps")
+    latent = clean_latent(2)
+    out = MixingKSampler().sample(model, None, None, latent, seed=7, cfg=5.0, preset="sd1", steps=6, sampler=sampler,
+                                  cleanup=0.0, maximum=0.0)
+    plain = fake_samplers.plain_ksampler(model, 7, 6, 5.0, sampler, "normal", None, None, latent)
+    assert torch.equal(out["result"][0]["samples"], plain)
+    assert "maximum 0" in out["result"][1] and "its state kept" in out["result"][1]
+
+
+def test_mixing_ksampler_says_what_changes_for_a_sampler_run_step_by_step(fake_comfy):
+    out = MixingKSampler().sample(patcher(fake_comfy, "eps"), None, None, clean_latent(), preset="sd1", steps=4,
+                                  sampler="sa_solver", cleanup=0.0)
+    assert "sampler sa_solver (history restarts at each step" in out["result"][1]
+    assert "sa_solver: history restarts at each step" in MixingKSampler.DESCRIPTION

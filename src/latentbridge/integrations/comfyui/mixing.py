@@ -6,10 +6,12 @@ over, avoiding the pitfalls of the older node pack (``../shared/reference/iterat
 * sigmas come from the MODEL itself (a ModelPatcher, never the bare model) with ComfyUI's schedulers, and the
   forward process from the model's own ``noise_scaling`` (``z + sigma eps``, or ``(1 - sigma) z + sigma eps`` for
   flow models);
-* the sampler starts from the noised copy of the clean latent SamplerCustom was given, so the ``x`` ComfyUI hands
-  over does not matter: SamplerCustom's ``add_noise`` may be on or off, and flow models (whose zero-noise start is
-  ``(1 - sigma_0) z = 0``) keep the latent's structure; ``noise_seed`` seeds the noised copies;
-* copies are made lazily at exactly the sampler's sigmas and seeded, any batch size works.
+* the start ComfyUI hands over is blended with the noised copy at sigma_0 like every later step, and that weight is 1
+  unless ``maximum`` lowers it, so SamplerCustom's ``add_noise`` may be on or off and flow models (whose zero-noise
+  start is ``(1 - sigma_0) z = 0``) keep the latent's structure; ``noise_seed`` seeds the noised copies;
+* copies are made lazily at exactly the sampler's sigmas and seeded, any batch size works;
+* the step rule is any ComfyUI sampler, mixed once per sigma transition on its own state
+  (:mod:`latentbridge.integrations.comfyui.sampler_steps`); with the weight at 0 the result is the plain sampler's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 
 from latentbridge import mixing, spaces
 from latentbridge.errors import InputError
+from latentbridge.integrations.comfyui import sampler_steps
 from latentbridge.integrations.comfyui.common import CATEGORY, latent_samples, new_latent, stated_space
 from latentbridge.mixing import noise as _noise
 
@@ -52,6 +55,17 @@ def model_sigmas(model: Any, scheduler: str, steps: int, denoise: float = 1.0) -
     total = steps if denoise >= 1.0 else int(steps / denoise)
     sigmas = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), scheduler, total).cpu()
     return sigmas[-(steps + 1):]
+
+
+def ksampler_sigmas(model: Any, sampler: str, scheduler: str, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """The sigmas ComfyUI's KSampler runs for these settings (dpm_2 and uni_pc drop the penultimate sigma), on the
+    CPU."""
+    import comfy.samplers
+
+    if not 0.0 < denoise <= 1.0:
+        raise InputError(f"denoise is the fraction of the schedule to run, in (0, 1]; got {denoise}")
+    return comfy.samplers.KSampler(model, steps=steps, device="cpu", sampler=sampler, scheduler=scheduler,
+                                   denoise=denoise, model_options=model.model_options).sigmas.cpu()
 
 
 def forward_kind(model_sampling: Any) -> str:
@@ -107,10 +121,11 @@ def sample_iterative_mixing(model: Any, x: torch.Tensor, sigmas: torch.Tensor, e
                             noise: str = "shared", noised_batch: dict | None = None) -> torch.Tensor:
     """The function behind the Iterative Mixing SAMPLER (ComfyUI's KSAMPLER calling convention).
 
-    ``model`` is ComfyUI's KSamplerX0Inpaint (denoiser, inpainting, and the clean ``latent_image``). ``x`` is not
-    used: the run starts from the clean latent noised to sigma_0, so ``add_noise`` and flow models' zero start do not
-    matter. Copies come from ``noised_batch`` (a Batch Unsampler LATENT) or are made lazily, seeded by
-    ``extra_args['seed']`` (SamplerCustom's noise_seed).
+    ``model`` is ComfyUI's KSamplerX0Inpaint (denoiser, inpainting, and the clean ``latent_image``); ``sampler`` is
+    any ComfyUI sampler, run by :func:`sampler_steps.run` with core's mixing step before each sigma transition,
+    starting from ``x`` (blended at sigma_0 like every later state: with weight 1 the start is the noised copy).
+    Copies come from ``noised_batch`` (a Batch Unsampler LATENT) or are made lazily, seeded by ``extra_args['seed']``
+    (SamplerCustom's noise_seed).
     """
     base = model.inner_model.inner_model
     kind = forward_kind(base.model_sampling)
@@ -122,25 +137,16 @@ def sample_iterative_mixing(model: Any, x: torch.Tensor, sigmas: torch.Tensor, e
     else:
         copies = mixing.Unsampler(reference, sigmas[:-1], kind=kind, seed=seed, shared_noise=noise == "shared")
     weights = mixing.schedule(schedule, steps, alpha_1=alpha_1, start=start, stop=stop, minimum=minimum, maximum=maximum)
-    return mixing.sample_mixing(model, copies[0], sigmas, extra_args, callback, disable, noised=copies, weights=weights,
-                                sampler=sampler, blend=blend, kind=kind, eta=eta, seed=seed)
-
-
-@torch.no_grad()
-def sample_cleanup(model: Any, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
-                   callback: Any = None, disable: bool | None = None, *, sampler: str = "euler",
-                   eta: float = 1.0) -> torch.Tensor:
-    """The clean-up pass as a KSAMPLER function: latentbridge's sampler ``sampler`` from ComfyUI's noised start."""
-    kind = forward_kind(model.inner_model.inner_model.model_sampling)
-    seed = int((extra_args or {}).get("seed") or 0)
-    return mixing.run_sampler(sampler, model, x, sigmas, extra_args, callback, disable, kind=kind, eta=eta, seed=seed,
-                              noise_stream=_noise.CLEANUP_ANCESTRAL)
+    hook = mixing.mixing_hook(copies, x, sigmas, weights, blend=blend, kind=kind)
+    return sampler_steps.run(sampler, model, x, sigmas, extra_args, callback, disable, hook, {"eta": eta})
 
 
 def _ksampler(function: Any, options: dict) -> Any:
+    """A KSAMPLER for ``function``; ComfyUI's ddim (euler with fresh inpainting noise) keeps its inpainting option."""
     import comfy.samplers
 
-    return comfy.samplers.KSAMPLER(function, extra_options=options)
+    inpaint = {"random": True} if sampler_steps.comfy_name(options.get("sampler", "")) == "ddim" else {}
+    return comfy.samplers.KSAMPLER(function, extra_options=options, inpaint_options=inpaint)
 
 
 def _sample(model: Any, noise: torch.Tensor, cfg: float, sampler: Any, sigmas: torch.Tensor, positive: Any,
@@ -162,8 +168,9 @@ def _sample(model: Any, noise: torch.Tensor, cfg: float, sampler: Any, sigmas: t
 def _mixing_inputs() -> dict:
     """The mixing settings shared by the SAMPLER node (and named alike on the KSampler)."""
     return {
-        "sampler": (list(mixing.SAMPLERS), {"default": "euler", "tooltip": "step rule; flow_euler is Euler for flow "
-                    "models (SD3, FLUX), dpmpp_2m and euler_ancestral work for every model"}),
+        "sampler": (sampler_steps.sampler_names(), {"default": "euler", "tooltip": "any ComfyUI sampler, mixed once "
+                    "per step on its own state (see the node's description for the few that change); flow_euler, "
+                    "from earlier versions, is euler"}),
         "schedule": (list(mixing.SCHEDULES), {"default": "cosine", "tooltip": "weight of the noised copy before each "
                      "step: cosine = DemoFusion (1 at the start, falling to 0); cosine_mixer = the older Iterative "
                      "Mixer's curve; linear; logistic"}),
@@ -225,7 +232,7 @@ class MixingSampler:
                    "with the clean latent_image noised to that step's sigma, with a weight falling from 1 to 0, so the "
                    "result keeps the input's composition while the model adds detail (typically after Latent "
                    "Upscale). noise_seed seeds the noised copies; add_noise may be on or off (the run starts from the "
-                   "noised copy); works for eps, v and flow models and any batch size.")
+                   "noised copy); works for eps, v and flow models and any batch size. " + sampler_steps.describe())
     CATEGORY = CATEGORY
     RETURN_TYPES = ("SAMPLER",)
     OUTPUT_TOOLTIPS = ("connect to SamplerCustom's sampler input",)
@@ -248,7 +255,8 @@ class MixingSampler:
                 "noise": (list(NOISE_MODES), {"default": "shared", "tooltip": "shared: one noise tensor for every "
                           "step (DemoFusion); independent: fresh noise per step"}),
                 "eta": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip":
-                        "ancestral noise of euler_ancestral (0 = plain Euler); other samplers ignore it"}),
+                        "noise of the ancestral and SDE samplers that have an eta setting (1 is ComfyUI's default "
+                        "for them, 0 makes them deterministic); other samplers ignore it"}),
             },
             "optional": {
                 "noised_batch": ("LATENT", {"tooltip": "noised copies from Batch Unsampler (same model, scheduler, "
@@ -290,7 +298,8 @@ class MixingKSampler:
     DISPLAY_NAME = "Iterative Mixing KSampler (latentbridge)"
     DESCRIPTION = ("Iterative mixing in one node, with settings from a preset per model family: a mixing pass from the "
                    "(upscaled) latent, then a short clean-up pass from fresh noise that removes leftover grain. Each "
-                   "setting left at 'preset' (or 0) comes from the preset.")
+                   "setting left at 'preset' (or 0) comes from the preset. With maximum 0 and cleanup 0 it is "
+                   "ComfyUI's KSampler (same seed, noise and sigmas). " + sampler_steps.describe())
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT", "STRING")
     RETURN_NAMES = ("samples", "settings")
@@ -332,35 +341,45 @@ class MixingKSampler:
                             "the schedule the clean-up pass re-runs from fresh noise (0: none, 0.05-0.25 typical); "
                             "-1: the preset's"}),
             },
+            "optional": {
+                "maximum": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "upper clamp of "
+                            "the noised copy's weight; 0 turns mixing off (with cleanup 0: ComfyUI's KSampler)"}),
+            },
         }
 
     def sample(self, model: Any, positive: Any, negative: Any, latent_image: dict, seed: int = 0, cfg: float = 7.0,
                scheduler: str = "normal", preset: str = "auto", steps: int = 0, sampler: str = PRESET,
                schedule: str = PRESET, alpha_1: float = 0.0, blend: str = PRESET, denoise: float = 0.0,
-               cleanup: float = -1.0) -> dict[str, Any]:
+               cleanup: float = -1.0, maximum: float = 1.0) -> dict[str, Any]:
+        import comfy.sample
+        import comfy.samplers
+
         tensor = _check_latent(latent_image, "latent_image")
         settings, how = settings_for(model, preset, {
             "steps": steps or None, "sampler": sampler, "schedule": schedule, "alpha_1": alpha_1 or None,
             "blend": blend, "denoise": denoise or None, "cleanup": cleanup if cleanup >= 0 else None})
         kind = forward_kind(model.get_model_object("model_sampling"))
-        mixing.samplers.check_sampler(settings.sampler, kind)
+        name = sampler_steps.comfy_name(settings.sampler)
         mixing.blending.check_blend(settings.blend)
-        mixing.schedule(settings.schedule, settings.steps, alpha_1=settings.alpha_1)
-        sigmas = model_sigmas(model, scheduler, settings.steps, settings.denoise)
-        options = {"schedule": settings.schedule, "alpha_1": settings.alpha_1, "sampler": settings.sampler,
-                   "blend": settings.blend}
-        mixed = _sample(model, torch.zeros_like(tensor), cfg, _ksampler(sample_iterative_mixing, options), sigmas,
-                        positive, negative, latent_image, seed)
-        text = (f"preset {how}: steps {settings.steps}, sampler {settings.sampler}, schedule {settings.schedule}, "
-                f"alpha_1 {settings.alpha_1:g}, blend {settings.blend}, denoise {settings.denoise:g}, cleanup "
-                f"{settings.cleanup:g}; forward process {kind} "
+        mixing.schedule(settings.schedule, settings.steps, alpha_1=settings.alpha_1, maximum=maximum)
+        sigmas = ksampler_sigmas(model, name, scheduler, settings.steps, settings.denoise)
+        options = {"schedule": settings.schedule, "alpha_1": settings.alpha_1, "sampler": name,
+                   "blend": settings.blend, "maximum": maximum}
+        noise = comfy.sample.prepare_noise(tensor, seed, latent_image.get("batch_index"))  # KSampler's own noise
+        mixed = _sample(model, noise, cfg, _ksampler(sample_iterative_mixing, options), sigmas, positive, negative,
+                        latent_image, seed)
+        change = sampler_steps.what_changes(name)
+        text = (f"preset {how}: steps {settings.steps}, sampler {settings.sampler} ("
+                f"{'its state kept' if change is None else change}), schedule {settings.schedule}, "
+                f"alpha_1 {settings.alpha_1:g}, maximum {maximum:g}, blend {settings.blend}, denoise "
+                f"{settings.denoise:g}, cleanup {settings.cleanup:g}; forward process {kind} "
                 f"({'(1 - sigma) z + sigma eps' if kind == 'flow' else 'z + sigma eps'}); sigmas "
                 f"{float(sigmas[0]):.4g} -> {float(sigmas[-1]):.4g}")
         if settings.cleanup > 0:
             tail = mixing.cleanup_sigmas(sigmas, settings.cleanup)
             fresh = _noise.randn(mixed, seed, _noise.CLEANUP_RENOISE)
-            mixed = _sample(model, fresh, cfg, _ksampler(sample_cleanup, {"sampler": settings.sampler}), tail,
-                            positive, negative, {**latent_image, "samples": mixed}, seed)
+            mixed = _sample(model, fresh, cfg, comfy.samplers.sampler_object(name), tail, positive, negative,
+                            {**latent_image, "samples": mixed}, _noise.derive_seed(seed, _noise.CLEANUP_ANCESTRAL))
             text += f"; clean-up from sigma {float(tail[0]):.4g} over {len(tail) - 1} steps"
         out = dict(latent_image)
         out["samples"] = mixed
