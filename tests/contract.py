@@ -48,13 +48,16 @@ def run_cli_process(*argv: object, env: dict[str, str] | None = None, timeout: f
 
 
 def snapshot(*paths: str | os.PathLike) -> dict[str, str]:
-    """Every file under ``paths`` (files or folders) with the digest of its bytes; symlinks by their target."""
+    """Every file under ``paths`` (files or folders) with the digest of its bytes (size and modification time for
+    files over 64 MB, such as sparse stand-ins for checkpoints); symlinks by their target."""
     found: dict[str, str] = {}
     for root in map(Path, paths):
         items = [root] if not root.is_dir() or root.is_symlink() else sorted(root.rglob("*"))
         for p in items:
             if p.is_symlink():
                 found[str(p)] = f"-> {os.readlink(p)}"
+            elif p.is_file() and p.stat().st_size > 64 << 20:
+                found[str(p)] = f"{p.stat().st_size} bytes, modified {p.stat().st_mtime_ns}"
             elif p.is_file():
                 found[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
             elif p.is_dir():

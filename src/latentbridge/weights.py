@@ -7,10 +7,12 @@ the package), then the Hugging Face cache, then a hub download unless offline mo
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -111,6 +113,38 @@ def resolve(
         f"cannot find {name_or_path!s} ({' or '.join(names)}) in {', '.join(map(str, dirs))}; {where}. "
         f"Put the file in {dirs[0]} (or a folder named in ${ENV_DIRS}), or pass its path"
     )
+
+
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own bound on a header
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """What a safetensors file says about itself, read without mapping its data."""
+
+    metadata: dict[str, str]
+    tensors: dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype, shape)
+    data_bytes: int
+
+
+def safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
+    """The header of a safetensors file: only its first bytes are read, so a 48 GB checkpoint costs a few
+    kilobytes (``safe_open`` maps the whole file). :class:`WeightsFormatError` when it is not one."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 2 <= size <= MAX_HEADER_BYTES:
+                raise ValueError(f"header length {size}")
+            header = json.loads(f.read(size))
+        meta = header.pop("__metadata__", None) or {}
+        tensors = {k: (v["dtype"], tuple(int(n) for n in v["shape"])) for k, v in header.items()}
+        data = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise WeightsFormatError(f"{path}: not a safetensors file (its header cannot be read: {e})") from None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise WeightsFormatError(f"{path}: not a safetensors file (its metadata is not a map of strings)")
+    return SafetensorsHeader(dict(meta), tensors, data)
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -96,3 +96,23 @@ def test_a_reader_that_closes_the_pipe_early_ends_the_command_quietly(monkeypatc
         monkeypatch.setattr(sys, "stdout", closed_pipe)
         assert main(["spaces"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_info_on_a_48_gb_checkpoint_reads_only_its_header(tmp_path, capsys):
+    from tests.interposer.test_models import huge_checkpoint
+
+    path = huge_checkpoint(tmp_path / "model.safetensors")
+    code, out, _ = run(capsys, "info", path, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["format"] == "safetensors (header only)"
+    assert info["tensors"] == {"model.w": {"dtype": "F32", "shape": [12_000_000_000]}}
+
+
+def test_a_48_gb_checkpoint_given_as_a_latent_is_refused_before_its_data_is_read(tmp_path):
+    from tests.contract import assert_refused, run_cli, snapshot
+    from tests.interposer.test_models import huge_checkpoint
+
+    path = huge_checkpoint(tmp_path / "model.safetensors")
+    before = snapshot(tmp_path)
+    assert_refused(run_cli("convert", path, "--to", "sd1", "-o", tmp_path / "out.safetensors"), before, tmp_path,
+                   match="model checkpoint")

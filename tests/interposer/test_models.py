@@ -68,3 +68,24 @@ def test_no_denormals_zeroes_only_subnormal_values():
 
     t = torch.tensor([1e-39, -1e-40, 1e-37, 0.5, 0.0])
     assert no_denormals(t).tolist() == [0.0, 0.0, pytest.approx(1e-37), 0.5, 0.0]
+
+
+def huge_checkpoint(path, gigabytes: int = 48):
+    """A sparse safetensors file whose header announces ``gigabytes`` of data (costs no disk)."""
+    import json
+    import os
+
+    header = json.dumps({"model.w": {"dtype": "F32", "shape": [gigabytes * 250_000_000],
+                                     "data_offsets": [0, gigabytes * 1_000_000_000]}}).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    os.truncate(path, 8 + len(header) + gigabytes * 1_000_000_000)
+    return path
+
+
+def test_a_48_gb_checkpoint_in_a_models_folder_leaves_discovery_working(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTBRIDGE_MODELS", str(tmp_path / "m"))
+    huge_checkpoint(tmp_path / "m" / "sd_xl_base_1.0.safetensors")
+    huge_checkpoint(tmp_path / "m" / "interposers" / "other.safetensors")
+    write_bridge(tmp_path / "m" / "interposers", "sana", "flux2")
+    assert any(e.src == "sana" and e.local and "m" in str(e.location) for e in discover(hub=False))

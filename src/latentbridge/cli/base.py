@@ -53,6 +53,9 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    path = Path(args.latent)
+    if path.suffix.lower() in (".safetensors", ".latent") and path.is_file() and path.stat().st_size > io.MAX_FILE_BYTES:
+        return _header_info(path, args.json)
     lf, _, _ = read_latent(args.latent, args, need_space=False, finite=False)
     info = io.latent_summary(lf)
     found = spaces.detect(lf.tensor, {k: v for k, v in {"space": lf.space, "domain": lf.domain}.items() if v})
@@ -79,6 +82,24 @@ def cmd_info(args: argparse.Namespace) -> int:
         from ..errors import InputError
 
         raise InputError(f"{args.latent}: the latent holds {info['nonfinite']} NaN or infinite values")
+    return 0
+
+
+def _header_info(path: Path, as_json: bool) -> int:
+    """A file too big to be a latent (a checkpoint, say): what its header says, without reading its data."""
+    header = weights.safetensors_header(path)
+    info = {"file": str(path), "format": "safetensors (header only)", "bytes": path.stat().st_size,
+            "tensors": {k: {"dtype": d, "shape": list(s)} for k, (d, s) in header.tensors.items()},
+            "metadata": header.metadata}
+    if as_json:
+        print_json(info)
+        return 0
+    print(f"{path}  ({path.stat().st_size / 1e9:.1f} GB: too big for a latent file, so only its header was read)")
+    print(f"  {len(header.tensors)} tensors, {header.data_bytes / 1e9:.1f} GB of data")
+    for name, (dtype, shape) in list(header.tensors.items())[:8]:
+        print(f"    {name}: {dtype} {shape}")
+    for k, v in header.metadata.items():
+        print(f"  meta {k} = {v[:100]}")
     return 0
 
 

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from .. import spaces, weights
 from ..errors import WeightsFormatError, WeightsNotFoundError
@@ -98,9 +97,8 @@ def read_header(path: Path) -> dict[str, str] | None:
 @functools.lru_cache(maxsize=256)
 def _header(path: str, mtime_ns: int, size: int) -> dict[str, str] | None:
     try:
-        with safe_open(path, "pt") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError):
+        return weights.safetensors_header(path).metadata
+    except WeightsFormatError:
         return None
 
 

@@ -12,11 +12,12 @@ from .images import (
     save_pil,
     tensor_to_pil,
 )
-from .latents import LatentFile, latent_summary, load_latent, save_latent
+from .latents import MAX_FILE_BYTES, LatentFile, latent_summary, load_latent, save_latent
 from .plot import line_plot
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_FILE_BYTES",
     "LatentFile",
     "atomic_path",
     "check_writable",

@@ -13,8 +13,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .. import __version__, spaces
-from ..errors import InputError
-from ..weights import torch_load
+from ..errors import InputError, WeightsFormatError
+from ..weights import safetensors_header, torch_load
 from .atomic import atomic_path, check_writable
 
 COMFY_KEY = "latent_tensor"
@@ -22,6 +22,7 @@ COMFY_MARKER = "latent_format_version_0"
 LEGACY_SD1_SCALE = 0.18215  # ComfyUI's files without the marker hold SD1 latents times this
 OUR_KEY = "latent"
 META_PREFIX = "latentbridge."
+MAX_FILE_BYTES = 4 << 30  # a bigger "latent" file is a checkpoint or a data set: refused before its data is read
 FORMATS = {".safetensors": "safetensors", ".latent": "comfyui", ".npy": "npy", ".pt": "torch", ".pth": "torch"}
 
 
@@ -64,6 +65,14 @@ def load_latent(path: str | os.PathLike, *, space: str | None = None, domain: st
 
 
 def _load_safetensors(path: Path) -> LatentFile:
+    try:
+        header = safetensors_header(path)
+    except WeightsFormatError as e:
+        raise InputError(f"{path}: not a readable safetensors file; it may be truncated or of another format "
+                         f"({str(e).split(': ', 1)[-1]})") from None
+    if header.data_bytes > MAX_FILE_BYTES:
+        raise InputError(f"{path}: holds {len(header.tensors)} tensors in {header.data_bytes / 1e9:.1f} GB, more than "
+                         f"a latent file can ({MAX_FILE_BYTES >> 30} GiB): is it a model checkpoint? Pass the latent file")
     try:
         tensors = load_file(str(path))
         with safe_open(str(path), "pt") as f:
