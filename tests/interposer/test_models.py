@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from latentbridge import hub, weights
+from latentbridge import hub
 from latentbridge.errors import WeightsFormatError
 from latentbridge.interposer import V4_PAIRS, bridge_entry, discover, v4_filename
 from latentbridge.weights import HubFile
