@@ -170,6 +170,18 @@ class Wan21:
     latent_channels, latent_dimensions = 16, 3
 
 
+class SDXL:
+    """ComfyUI's SDXL latent format: its own factors and bias, and a tiny decoder name."""
+
+    latent_channels, latent_dimensions = 4, 2
+    taesd_decoder_name = "taesdxl_decoder"
+
+    def __init__(self):
+        self.latent_rgb_factors = [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
+                                   [-0.3165, -0.2492, -0.2188]]
+        self.latent_rgb_factors_bias = [0.1084, -0.0175, -0.0011]
+
+
 class Mystery:
     """A latent format latentbridge has no space for."""
 

@@ -122,6 +122,26 @@ def test_taesd_without_the_decoder_file_falls_to_fitted_factors(lp, monkeypatch)
     assert "fitted factors" in lp.get_previewer("cpu", fake_comfy.Flux2()).label
 
 
+def test_without_fitted_factors_comfyuis_factors_show_every_item_of_a_batch(lp, monkeypatch):
+    for method in ("auto", "latent2rgb"):
+        use(monkeypatch, method)
+        previewer = lp.get_previewer("cpu", fake_comfy.SDXL())
+        assert previewer.label == "sdxl by ComfyUI's factors (ComfyUI's SDXL factors)"
+    x0 = torch.randn(2, 4, 3, 5)
+    image = as_tensor(previewer.decode_latent_to_preview(x0))
+    fmt = fake_comfy.SDXL()
+    weight, bias = torch.tensor(fmt.latent_rgb_factors), torch.tensor(fmt.latent_rgb_factors_bias)
+    core = ((torch.einsum("chw,ck->khw", x0[1], weight) + bias[:, None, None] + 1) / 2).clamp(0, 1)  # as latent2rgb
+    assert image.shape == (3, 3, 2 * 5 + live_preview.GAP)
+    assert (image[:, :, 5 + live_preview.GAP:] - core).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_taesd_leaves_comfyuis_own_tiny_decoder_alone(lp, monkeypatch):
+    use(monkeypatch, "taesd")
+    monkeypatch.setattr(live_preview, "_has_tiny_decoder", lambda space: False)
+    assert isinstance(lp.get_previewer("cpu", fake_comfy.SDXL()), fake_comfy.CorePreviewer)
+
+
 def test_unknown_latent_format_gets_comfyuis_previewer(lp):
     assert isinstance(lp.get_previewer("cpu", fake_comfy.Mystery()), fake_comfy.CorePreviewer)
 

@@ -8,9 +8,9 @@ for latent formats of a registered space, the preview method picks:
 
 * ``auto``: the neural previewer where one is shipped or installed, else fitted factors (``factors-<name>``
   files in ``models/vae_approx``, written by Fit Preview Factors, or the factors shipped with latentbridge), else
-  ComfyUI's own choice;
-* ``taesd``: the space's tiny decoder from ``models/vae_approx`` (TAEF2 and TAESana included), else as
-  ``latent2rgb``;
+  ComfyUI's own choice (its factors, applied by latentbridge so that every item and frame shows);
+* ``taesd``: the space's tiny decoder from ``models/vae_approx`` (TAEF2 and TAESana included), else ComfyUI's own
+  tiny decoder where the format names one, else as ``latent2rgb``;
 * ``latent2rgb``: fitted factors where they exist, else ComfyUI's factors;
 * ``none``: no preview, as always.
 
@@ -163,22 +163,46 @@ def _has_tiny_decoder(space: spaces.LatentSpace) -> bool:
     return True
 
 
+def format_factors(latent_format: Any, space: spaces.LatentSpace) -> preview.Factors | None:
+    """ComfyUI's own factors of the latent format (what its latent2rgb previewer applies to x0), where latentbridge
+    can apply them the same way: per pixel on the model-domain latent, no reshape."""
+    rgb, bias = getattr(latent_format, "latent_rgb_factors", None), getattr(latent_format, "latent_rgb_factors_bias", None)
+    if rgb is None or space.packing is not None or getattr(latent_format, "latent_rgb_factors_reshape", None) is not None:
+        return None
+    weight = torch.tensor(rgb, dtype=torch.float32)
+    if weight.shape != (space.channels, 3):
+        return None
+    return preview.Factors(weight, torch.tensor(bias, dtype=torch.float32) if bias is not None else None,
+                           "affine" if bias is not None else "linear", space.id,
+                           f"ComfyUI's {type(latent_format).__name__} factors")
+
+
 def choose(method: str, latent_format: Any) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]] | None:
     """latentbridge's previewer for a ComfyUI preview method and latent format: (a description, a function from
-    model-domain latents to RGB in [0, 1]); None to leave it to ComfyUI."""
+    model-domain latents to RGB in [0, 1]); None to leave it to ComfyUI.
+
+    ``auto``: neural, else fitted factors, else ComfyUI's factors (shown for every item and frame); ``taesd``: the
+    space's tiny decoder, else ComfyUI's own tiny decoder where it names one, else as ``latent2rgb``;
+    ``latent2rgb``: fitted factors, else ComfyUI's factors (every item and frame).
+    """
     space = space_of_format(latent_format)
-    if space is None or method == "none":
+    if space is None or method not in ("auto", "taesd", "latent2rgb"):
         return None
     if method == "auto" and preview.best_method(space) == "neural":
         return f"{space.id} by the neural previewer", functools.partial(_render, space=space, method="neural")
-    if method == "taesd" and _has_tiny_decoder(space):
-        return f"{space.id} by the tiny decoder {space.tiny}", functools.partial(_render, space=space, method="tiny")
-    if method in ("auto", "taesd", "latent2rgb"):
-        factors = fitted_factors(latent_format, space)
-        if factors is not None:
-            return (f"{space.id} by fitted factors ({factors.source})",
-                    functools.partial(_render, space=space, method="linear", factors=factors))
-    return None
+    if method == "taesd":
+        if _has_tiny_decoder(space):
+            return (f"{space.id} by the tiny decoder {space.tiny}",
+                    functools.partial(_render, space=space, method="tiny"))
+        if getattr(latent_format, "taesd_decoder_name", None):
+            return None
+    fitted = fitted_factors(latent_format, space)
+    factors = fitted or format_factors(latent_format, space)
+    if factors is None:
+        return None
+    kind = "fitted factors" if fitted is not None else "ComfyUI's factors"
+    return f"{space.id} by {kind} ({factors.source})", functools.partial(_render, space=space, method="linear",
+                                                                         factors=factors)
 
 
 def _render(x: torch.Tensor, *, space: spaces.LatentSpace, method: str,
