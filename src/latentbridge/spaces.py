@@ -1029,7 +1029,7 @@ def validate(latent: torch.Tensor, space: str | LatentSpace, domain: str = "raw"
     if latent.ndim != sp.ndim or latent.shape[1] != want:
         raise InputError(
             f"a {sp.id} latent in the {domain} domain has shape {layout} with C={want}; got {tuple(latent.shape)}. "
-            f"Check the space and domain (pass --space/--domain), or convert the latent first"
+            f"Check space= and domain=, or convert the latent first"
         )
     if finite and not bool(torch.isfinite(latent).all()):
         bad = int((~torch.isfinite(latent)).sum())
@@ -1059,9 +1059,13 @@ class Candidate:
     reason: str
 
 
+def _ranking(candidates: tuple[Candidate, ...]) -> str:
+    return ", ".join(f"{c.space.id} ({c.domain}, {c.confidence:.0%})" for c in candidates[:5])
+
+
 @dataclass(frozen=True)
 class Detection:
-    """Ranked candidates for a tensor, and whether the top ones are too close to call."""
+    """Ranked candidates for a tensor, and whether no space is sure enough to name (docs/spaces.md)."""
 
     candidates: tuple[Candidate, ...]
     ambiguous: bool
@@ -1070,6 +1074,11 @@ class Detection:
     @property
     def best(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
+
+    @property
+    def ranking(self) -> str:
+        """The leading candidates with their confidences, e.g. ``sd1 (raw, 54%), sdxl (raw, 26%)``."""
+        return _ranking(self.candidates)
 
     def require(self) -> Candidate:
         """The single answer, or an :class:`InputError` that says why there is none."""
@@ -1082,15 +1091,18 @@ class Detection:
 
 # How much more common a space is in the wild: breaks ties only between equally fitting candidates.
 _PRIOR = {"sd1": 1.0, "sdxl": 1.0, "flux1": 1.0, "flux2": 0.8, "sd3": 0.7, "sana": 0.6, "wan21": 0.6}
-_AMBIGUITY_RATIO = 1.6  # top two spaces within this likelihood ratio: refuse to choose
+# Detection names a space only when it holds at least this share of the ranking and other spaces fit the
+# tensor's layout too (docs/spaces.md, "Detection"): statistics alone rarely separate spaces more surely than this.
+MIN_CONFIDENCE = 0.9
 
 
 def _typical_std(sp: LatentSpace, domain: str) -> float:
     """Typical std of a clean latent of ``sp`` in ``domain``, from its normalisation constants."""
     if domain != "raw" or sp.packing is not None:
         return sp.scaling_factor if sp.latents_std is not None else 1.0
-    if sp.latents_std is not None:
-        return math.sqrt(sum(s * s for s in sp.latents_std) / len(sp.latents_std)) / sp.scaling_factor
+    if sp.latents_std is not None and sp.latents_mean is not None:  # pooled std of per-channel distributions
+        n, mean = len(sp.latents_std), sum(sp.latents_mean) / len(sp.latents_mean)
+        return math.sqrt(sum(s * s + (m - mean) ** 2 for s, m in zip(sp.latents_std, sp.latents_mean, strict=True)) / n)
     return 1.0 / sp.scaling_factor
 
 
@@ -1107,7 +1119,9 @@ def detect(tensor: torch.Tensor, hints: Mapping[str, object] | None = None) -> D
     """Rank the spaces and domains that could have produced ``tensor``.
 
     ``hints`` may hold ``space``, ``domain`` (e.g. from file metadata) and ``image_size`` (H, W) of the image the
-    latent stands for. The answer is ambiguous when the statistics cannot separate spaces (SD1 vs SDXL raw latents).
+    latent stands for. The tensor's layout (4-D image or 5-D video, channels, ``image_size``) rules spaces in or
+    out; among the spaces it leaves, only the std of the values ranks them. The answer is ambiguous unless one space
+    holds at least :data:`MIN_CONFIDENCE` of the ranking (SD1 and SDXL raw latents never do: docs/spaces.md).
     """
     hints = dict(hints or {})
     x = tensor.detach()
@@ -1156,13 +1170,14 @@ def detect(tensor: torch.Tensor, hints: Mapping[str, object] | None = None) -> D
     total = sum(w for w, _ in scored) or 1.0
     ranked = sorted(((w / total, c) for w, c in scored), key=lambda t: -t[0])
     cands = tuple(Candidate(c.space, c.domain, round(p, 4), c.reason) for p, c in ranked)
-    rivals = [c for c in cands[1:] if c.space is not cands[0].space]
-    ambiguous = bool(rivals) and cands[0].confidence < _AMBIGUITY_RATIO * max(rivals[0].confidence, 1e-12)
+    share: dict[str, float] = {}
+    for c in cands:
+        share[c.space.id] = share.get(c.space.id, 0.0) + c.confidence
     top = cands[0]
-    if ambiguous:
-        names = ", ".join(f"{c.space.id} ({c.domain}, {c.confidence:.0%})" for c in cands[:4])
-        summary = (f"cannot tell which space this {channels}-channel latent is from: {names} fit about equally "
-                   f"(their statistics overlap); say which with --space (and --domain)")
-    else:
-        summary = f"{top.space.id} in the {top.domain} domain ({top.confidence:.0%}): {top.reason}"
-    return Detection(cands, ambiguous, summary)
+    ambiguous = len(share) > 1 and share[top.space.id] < MIN_CONFIDENCE
+    if not ambiguous:
+        return Detection(cands, False, f"{top.space.id} in the {top.domain} domain ({top.confidence:.0%}): {top.reason}")
+    layout = f"{channels}-channel {'video (B, C, T, H, W)' if x.ndim == 5 else 'image'}"
+    return Detection(cands, True, f"cannot tell which space this {layout} latent is from: {_ranking(cands)}; only its "
+                     f"statistics separate them and no space reaches {MIN_CONFIDENCE:.0%}. Say which with space= "
+                     "(and domain=)")

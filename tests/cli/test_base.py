@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from latentbridge import io
-from latentbridge.cli import main
+from latentbridge.cli import in_flags, main
+
+from ..contract import assert_refused, run_cli, snapshot
 
 
 def run(capsys, *argv):
@@ -34,6 +36,20 @@ def test_info_says_when_sd1_and_sdxl_cannot_be_told_apart(tmp_path, capsys):
     path = io.save_latent(tmp_path / "a.npy", torch.randn(1, 4, 16, 16) * 6.5)
     code, out, _ = run(capsys, "info", path)
     assert code == 0 and "cannot tell" in out and "sd1" in out and "sdxl" in out
+
+
+@pytest.mark.parametrize("scale", [5, 6.5, 8])
+def test_a_command_that_needs_the_space_of_an_unlabelled_latent_asks_for_the_space_flag(tmp_path, scale):
+    path = io.save_latent(tmp_path / "a.npy", torch.randn(1, 4, 32, 32) * scale)
+    before = snapshot(tmp_path)
+    result = run_cli("preview", path, "-o", tmp_path / "p.png")
+    assert_refused(result, before, tmp_path, match="say which with --space (and --domain)")
+    assert "space=" not in result.err
+
+
+def test_core_parameter_names_become_cli_flags_in_error_lines():
+    assert in_flags("say which with space= (and domain=).") == "say which with --space (and --domain)."
+    assert in_flags("pass space='sd1'; myspace= stays") == "pass space='sd1'; myspace= stays"
 
 
 def test_info_on_nan_latent_exits_2_with_an_error_line(tmp_path, capsys):

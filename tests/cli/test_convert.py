@@ -4,6 +4,7 @@ import torch
 from latentbridge import io
 from latentbridge.cli import main
 
+from ..contract import assert_refused, run_cli, snapshot
 from ..interposer.helpers import write_bridge, write_v4
 
 
@@ -45,6 +46,15 @@ def test_convert_refuses_an_ambiguous_source_with_the_reason(tmp_path, capsys, m
     assert not (tmp_path / "o.npy").exists()
     code, _, err = run(capsys, "convert", src, "--from", "xl", "--to", "v1", "--models-dir", models, "-o", tmp_path / "o.npy")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("scale", [5, 6.5, 8])
+def test_an_unlabelled_sdxl_like_file_is_never_converted_to_sd1_as_a_no_op(tmp_path, models, scale):
+    src = io.save_latent(tmp_path / "in.npy", torch.randn(1, 4, 32, 32) * scale)
+    before = snapshot(tmp_path)
+    result = run_cli("convert", src, "--to", "sd1", "--models-dir", models, "-o", tmp_path / "o.npy")
+    assert_refused(result, before, tmp_path, match="--from SPACE")
+    assert "sd1 (raw" in result.err and "sdxl (raw" in result.err
 
 
 def test_convert_dry_run_prints_the_route_and_writes_nothing(tmp_path, capsys, models):

@@ -5,12 +5,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import LatentBridgeError
+
+# Core errors name Python parameters (``space=``); the CLI's messages name its flags instead.
+PARAMETER_FLAGS = {"space": "--space", "domain": "--domain"}
+_PARAMETER = re.compile(rf"\b({'|'.join(PARAMETER_FLAGS)})=(?=[\s),.;:]|$)")
+
+
+def in_flags(message: str) -> str:
+    """``message`` with each bare ``name=`` of :data:`PARAMETER_FLAGS` replaced by the CLI flag."""
+    return _PARAMETER.sub(lambda m: PARAMETER_FLAGS[m.group(1)], message)
+
 
 # Command groups, in the order ``--help`` lists them; each module may also define ``demo(out, ctx)``.
 COMMAND_MODULES = ("base", "preview", "convert", "upscale", "train", "mixing", "tiny")
@@ -55,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LatentBridgeError, OSError) as e:
         if args.debug:
             traceback.print_exc()
-        message = str(e) if isinstance(e, LatentBridgeError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+        message = in_flags(str(e)) if isinstance(e, LatentBridgeError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
         sys.stderr.write(f"error: {message}\n")
         return 2
     except KeyboardInterrupt:

@@ -60,9 +60,9 @@ def _source(lf: io.LatentFile) -> tuple[spaces.LatentSpace, str]:
         return spaces.get(lf.space), lf.domain
     found = spaces.detect(lf.tensor, {k: v for k, v in {"space": lf.space, "domain": lf.domain}.items() if v})
     if found.ambiguous:
-        names = ", ".join(f"{c.space.id} ({c.domain}, {c.confidence:.0%})" for c in found.candidates[:4])
-        raise AmbiguousError(f"{lf.path}: cannot tell which space the latent is from: {names} fit about equally "
-                             "(their statistics overlap); say which with --from SPACE (and --domain)")
+        raise AmbiguousError(f"{lf.path}: cannot tell which space the latent is from: {found.ranking}; only its "
+                             f"statistics separate them and none reaches {spaces.MIN_CONFIDENCE:.0%}. Say which "
+                             "with --from SPACE (and --domain)")
     if found.best is None:
         raise InputError(f"{lf.path}: {found.summary}")
     return found.best.space, found.best.domain
