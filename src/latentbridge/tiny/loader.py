@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from .. import spaces, weights
+from .. import devices, spaces, weights
 from ..errors import WeightsFormatError, WeightsNotFoundError
-from . import layouts
+from . import layouts, taehv, video
 from .model import TinyAutoencoder
 
-KIND = "vae_approx"
+FOLDER = "vae_approx"
 _DIFFUSERS = "diffusion_pytorch_model.safetensors"
 HUB: dict[str, weights.HubFile | None] = {
     "taesd": weights.HubFile("madebyollin/taesd", _DIFFUSERS),
@@ -59,15 +59,18 @@ def locate(name: str, *, models_dir: PathLike | None = None, download: bool | No
 
     ``download`` (default: unless offline mode is on) allows fetching a published combined file from the hub.
     """
+    if name.lower() in video.PUBLISHED:  # one file per video model, named as published (madebyollin/taehv)
+        return [weights.resolve(name, filenames=_files(name.lower()), folder=FOLDER, models_dir=models_dir,
+                                allow_download=False)]
     split = split_name(name)
     if split is None:
-        return [weights.resolve(name, kind=KIND, models_dir=models_dir, allow_download=download)]
+        return [weights.resolve(name, folder=FOLDER, models_dir=models_dir, allow_download=download)]
     base, part = split
     wanted = [part] if part else list(layouts.HALVES)
     found = []
     for half in wanted:
         try:
-            found.append(weights.resolve(f"{base}_{half}", filenames=_files(f"{base}_{half}"), kind=KIND,
+            found.append(weights.resolve(f"{base}_{half}", filenames=_files(f"{base}_{half}"), folder=FOLDER,
                                          models_dir=models_dir, allow_download=False))
         except WeightsNotFoundError:
             pass
@@ -75,7 +78,7 @@ def locate(name: str, *, models_dir: PathLike | None = None, download: bool | No
         return found
     hub = [HUB[base]] if HUB[base] else []
     try:
-        return [weights.resolve(base, filenames=_files(base), kind=KIND, hub=hub, models_dir=models_dir,
+        return [weights.resolve(base, filenames=_files(base), folder=FOLDER, hub=hub, models_dir=models_dir,
                                 allow_download=download)]
     except WeightsNotFoundError as e:
         if found:
@@ -101,7 +104,7 @@ def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.dev
     looked up in ``models_dir`` only when given; ``download`` as in :func:`locate`. The returned model is shared
     by every caller asking for the same files, device and dtype: ``copy.deepcopy`` it before changing it in place.
     """
-    device = torch.device(device or "cpu")
+    device = devices.resolve(device)
     dtype = dtype or torch.float32
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point type, got {dtype}")
@@ -134,8 +137,11 @@ def _build(paths: Sequence[Path], *, part: str | None, name: str | None, label: 
     halves: dict[str, layouts.Half] = {}
     scale = shift = None
     meta_space = None
-    for path in paths:
-        tensors, metadata = weights.load_tensors(path)
+    loaded = [weights.load_tensors(path) for path in paths]
+    if len(loaded) == 1 and taehv.is_video(loaded[0][0]):
+        return video.build(*loaded[0], label=label, path=paths[0], space=space,
+                           prepare=lambda t: _prepare(t, device, dtype))
+    for path, (tensors, metadata) in zip(paths, loaded, strict=True):
         parsed = layouts.parse(tensors, source=str(path))
         for role, half in parsed.halves.items():
             if role in halves:
