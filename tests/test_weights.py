@@ -3,7 +3,7 @@ import torch
 from safetensors.torch import save_file
 
 from latentbridge import weights
-from latentbridge.errors import WeightsFormatError, WeightsNotFoundError
+from latentbridge.errors import InputError, WeightsFormatError, WeightsNotFoundError
 
 
 def test_resolve_returns_an_explicit_path(tmp_path):
@@ -81,3 +81,107 @@ def test_load_tensors_rejects_truncated_files(tmp_path):
     (tmp_path / "b.safetensors").write_bytes((tmp_path / "a.safetensors").read_bytes()[:100])
     with pytest.raises(WeightsFormatError, match="truncated"):
         weights.load_tensors(tmp_path / "b.safetensors")
+
+
+def _linear_file(path, *, kind="upscaler", weight=1.0, extra=None):
+    net = torch.nn.Linear(2, 2)
+    torch.nn.init.constant_(net.weight, weight)
+    meta = weights.model_metadata(kind=kind, spaces=["sd1"], domains=["taesd"], config={"n": 2}, extra=extra)
+    save_file(net.state_dict(), str(path), metadata=meta)
+    return path
+
+
+def _build_linear(info):
+    return torch.nn.Linear(info.config["n"], 2)
+
+
+def test_model_metadata_round_trips_through_model_info():
+    meta = weights.model_metadata(kind="interposer", spaces=["sana", "flux2"], domains=["taesd", "model"], arch="bridge",
+                                  config={"width": 8}, metrics={"psnr": 21.4})
+    info = weights.model_info(meta)
+    assert (info.kind, info.spaces, info.domains, info.arch) == ("interposer", ("sana", "flux2"), ("taesd", "model"), "bridge")
+    assert info.config == {"width": 8} and info.metrics == {"psnr": 21.4}
+
+
+@pytest.mark.parametrize("legacy, want", [
+    ({"format": "latentbridge.interposer/1", "arch": "bridge", "config": "{}", "src": "sana", "dst": "flux2",
+      "domain_in": "taesd", "domain_out": "taesd", "metrics": "{}"}, ("interposer", ("sana", "flux2"))),
+    ({"format": "latentbridge.upscaler/1", "space": "flux2", "domain": "taesd", "config": "{}"}, ("upscaler", ("flux2",))),
+    ({"latentbridge.kind": "previewer", "latentbridge.space": "flux2", "latentbridge.domain": "taesd",
+      "latentbridge.config": "{}"}, ("previewer", ("flux2",))),
+])
+def test_model_info_reads_the_keys_files_were_written_with_before_the_one_schema(legacy, want):
+    info = weights.model_info(legacy)
+    assert (info.kind, info.spaces) == want
+
+
+def test_model_info_of_broken_metadata_names_the_file():
+    with pytest.raises(WeightsFormatError, match="x.safetensors: broken model metadata"):
+        weights.model_info({"format": "latentbridge.upscaler/1"}, source="x.safetensors")
+
+
+def test_load_model_builds_from_metadata_and_caches_per_file_device_and_dtype(tmp_path):
+    weights.clear_cache()
+    path = _linear_file(tmp_path / "m.safetensors")
+    net, info = weights.load_model(path, kind="upscaler", build=_build_linear)
+    assert info.space == "sd1" and not net.training and not any(p.requires_grad for p in net.parameters())
+    assert weights.load_model(path, kind="upscaler", build=_build_linear)[0] is net
+    half, _ = weights.load_model(path, kind="upscaler", build=_build_linear, dtype=torch.float16)
+    assert half is not net and half.weight.dtype == torch.float16
+
+
+def test_load_model_reads_a_replaced_file_again(tmp_path):
+    weights.clear_cache()
+    path = _linear_file(tmp_path / "m.safetensors", weight=1.0)
+    first, _ = weights.load_model(path, kind="upscaler", build=_build_linear)
+    _linear_file(tmp_path / "new.safetensors", weight=2.0, extra={"pad": "x" * 10}).replace(path)
+    second, _ = weights.load_model(path, kind="upscaler", build=_build_linear)
+    assert first.weight[0, 0] == 1 and second.weight[0, 0] == 2
+
+
+def test_load_model_refuses_a_file_of_another_kind(tmp_path):
+    path = _linear_file(tmp_path / "m.safetensors", kind="previewer")
+    with pytest.raises(WeightsFormatError, match="not a latentbridge upscaler"):
+        weights.load_model(path, kind="upscaler", build=_build_linear)
+
+
+def test_load_state_lists_missing_unexpected_and_misshapen_keys_sorted():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 3))
+    tensors = {"0.weight": torch.zeros(2, 2), "1.weight": torch.zeros(5, 5), "z.extra": torch.zeros(1), "a.extra": torch.zeros(1)}
+    with pytest.raises(WeightsFormatError) as e:
+        weights.load_state(net, tensors, source="f.safetensors")
+    msg = str(e.value)
+    assert "missing ['0.bias', '1.bias']" in msg and "unexpected ['a.extra', 'z.extra']" in msg
+    assert "wrong shape ['1.weight']" in msg
+
+
+def test_the_model_cache_is_bounded_and_clearable(tmp_path, monkeypatch):
+    weights.clear_cache()
+    monkeypatch.setattr(weights, "CACHE_SIZE", 2)
+    path = _linear_file(tmp_path / "m.safetensors")
+    made = []
+    for key in range(3):
+        weights.cached(path, (key,), lambda key=key: made.append(key) or key)
+    weights.cached(path, (0,), lambda: made.append("again"))
+    assert made == [0, 1, 2, "again"]  # the oldest went out first
+    weights.clear_cache()
+    weights.cached(path, (2,), lambda: made.append("cleared"))
+    assert made[-1] == "cleared"
+
+
+def test_search_paths_follow_the_environment_when_called(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a"))
+    assert tmp_path / "a" / "latentbridge" / "models" in weights.search_dirs()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "b"))
+    assert tmp_path / "b" / "latentbridge" / "models" in weights.search_dirs()
+
+
+def test_a_registered_folder_named_like_its_weight_folder_is_not_searched_twice(tmp_path, monkeypatch):
+    monkeypatch.setattr(weights, "_registered", [("vae_approx", tmp_path / "models" / "vae_approx")])
+    dirs = [str(d) for d in weights.search_dirs("vae_approx")]
+    assert str(tmp_path / "models" / "vae_approx") in dirs and not any(d.endswith("vae_approx/vae_approx") for d in dirs)
+
+
+def test_resolve_calls_a_folder_a_folder(tmp_path):
+    with pytest.raises(InputError, match="is a folder"):
+        weights.resolve(tmp_path)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import threading
 import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -26,6 +29,7 @@ ENV_DIRS = "LATENTBRIDGE_MODELS"
 ENV_OFFLINE = "LATENTBRIDGE_OFFLINE"
 PACKAGE_MODELS = Path(__file__).resolve().parent / "models"
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
+T = TypeVar("T")
 
 _registered: list[tuple[str | None, Path]] = []
 
@@ -44,13 +48,14 @@ def add_search_dir(path: str | os.PathLike, *, folder: str | None = None) -> Non
 
 def search_dirs(folder: str | None = None) -> list[Path]:
     """The user model folders searched for weights of ``folder`` (e.g. ``vae_approx``), in order; each root is
-    searched in its ``folder`` subfolder first, then itself."""
-    roots = [Path(p) for p in os.environ.get(ENV_DIRS, "").split(os.pathsep) if p]
-    roots += [p for k, p in _registered if k is None or k == folder]
-    roots += [user_models(), PACKAGE_MODELS]
+    searched in its ``folder`` subfolder first, then itself. A folder registered for ``folder`` alone is that
+    folder already, and is searched as it is."""
+    roots = [(None, Path(p)) for p in os.environ.get(ENV_DIRS, "").split(os.pathsep) if p]
+    roots += [(k, p) for k, p in _registered if k is None or k == folder]
+    roots += [(None, user_models()), (None, PACKAGE_MODELS)]
     out: list[Path] = []
-    for root in roots:
-        for d in [*([root / folder] if folder and root.name != folder else []), root]:
+    for only, root in roots:
+        for d in [*([root / folder] if folder and only is None and root.name != folder else []), root]:
             if d not in out:
                 out.append(d)
     return out
@@ -111,7 +116,8 @@ def resolve(
         where = "no hub location is known for it"
     raise WeightsNotFoundError(
         f"cannot find {name_or_path!s} ({' or '.join(names)}) in {', '.join(map(str, dirs))}; {where}. "
-        f"Put the file in {dirs[0]} (or a folder named in ${ENV_DIRS}), or pass its path"
+        f"Put the file in {dirs[0]} (or a folder named in ${ENV_DIRS}), or pass its path",
+        filenames=names, folder=folder,
     )
 
 
@@ -188,3 +194,135 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict):
         raise WeightsFormatError(f"{path}: expected a state dict, found {type(obj).__name__}")
     return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+
+
+# --- the one schema, loader and cache of the model files latentbridge writes --------------------------------------
+
+META = "latentbridge."
+# Files shipped before the one schema: bare keys, told apart by their ``format``.
+_LEGACY_FORMATS = {"latentbridge.interposer/1": "interposer", "latentbridge.upscaler/1": "upscaler"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says it is: the one schema every file we write carries as ``latentbridge.*`` metadata."""
+
+    kind: str | None  # interposer | upscaler | previewer | preview-factors | tiny; None: no metadata (e.g. v4.0)
+    spaces: tuple[str, ...] = ()  # the space it serves, or (source, target) for an interposer
+    domains: tuple[str, ...] = ()  # the domain it takes, or (in, out)
+    arch: str | None = None
+    config: dict = field(default_factory=dict, hash=False)
+    metrics: dict = field(default_factory=dict, hash=False)
+    metadata: dict = field(default_factory=dict, hash=False, compare=False)  # every key as stored
+
+    @property
+    def space(self) -> str | None:
+        return self.spaces[0] if self.spaces else None
+
+
+def model_metadata(*, kind: str, spaces: Sequence[str], domains: Sequence[str], arch: str | None = None,
+                   config: dict | None = None, metrics: dict | None = None, extra: dict[str, str] | None = None
+                   ) -> dict[str, str]:
+    """The ``latentbridge.*`` metadata block of a model file (what :func:`model_info` reads back)."""
+    meta = {f"{META}kind": kind, f"{META}spaces": ",".join(spaces), f"{META}domains": ",".join(domains),
+            f"{META}config": json.dumps(config or {}), f"{META}metrics": json.dumps(metrics or {})}
+    if arch:
+        meta[f"{META}arch"] = arch
+    return {**meta, **(extra or {})}
+
+
+def model_info(metadata: dict[str, str], *, source: str | os.PathLike = "weights") -> ModelInfo:
+    """Read the schema from a file's metadata; files written before it (bare ``format``/``src``/``space`` keys, or
+    ``latentbridge.space``/``latentbridge.domain``) read the same."""
+    m = dict(metadata)
+    try:
+        if f"{META}kind" in m:
+            spaces_ = m.get(f"{META}spaces") or m.get(f"{META}space", "")
+            domains = m.get(f"{META}domains") or m.get(f"{META}domain", "")
+            return ModelInfo(m[f"{META}kind"], _split(spaces_), _split(domains), m.get(f"{META}arch"),
+                             json.loads(m.get(f"{META}config") or "{}"), json.loads(m.get(f"{META}metrics") or "{}"), m)
+        kind = _LEGACY_FORMATS.get(m.get("format", ""))
+        if kind == "interposer":
+            return ModelInfo(kind, (m["src"], m["dst"]), (m["domain_in"], m["domain_out"]), m.get("arch", "bridge"),
+                             json.loads(m["config"]), json.loads(m.get("metrics") or "{}"), m)
+        if kind == "upscaler":
+            return ModelInfo(kind, (m["space"],), (m.get("domain", "taesd"),), None, json.loads(m["config"]),
+                             json.loads(m.get("metrics") or "{}"), m)
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsFormatError(f"{source}: broken model metadata ({type(e).__name__}: {e}); re-export the model") from None
+    return ModelInfo(None, metadata=m)
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(t for t in text.split(",") if t)
+
+
+def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], *, source: str | os.PathLike) -> torch.nn.Module:
+    """Load ``tensors`` into ``module`` (in its dtype) when they fit exactly; else :class:`WeightsFormatError` with the
+    sorted missing, unexpected and misshapen keys."""
+    want = module.state_dict()
+    missing = sorted(k for k in want if k not in tensors)
+    unexpected = sorted(k for k in tensors if k not in want)
+    shapes = sorted(k for k in want if k in tensors and tuple(tensors[k].shape) != tuple(want[k].shape))
+    if missing or unexpected or shapes:
+        parts = [f"{label} {keys[:8]}{' ...' if len(keys) > 8 else ''}"
+                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if keys]
+        raise WeightsFormatError(f"{source}: the weights do not fit the network its metadata describes "
+                                 f"({'; '.join(parts)}); re-export the model")
+    module.load_state_dict({k: v.to(want[k].dtype) for k, v in tensors.items()})
+    return module
+
+
+CACHE_SIZE = 16
+_models: OrderedDict[tuple, object] = OrderedDict()
+_models_lock = threading.RLock()
+
+
+def cached(path: str | os.PathLike, key: tuple, make: Callable[[], T]) -> T:
+    """``make()``, remembered per (file, its modification time and size, ``key``): a replaced file is read again.
+    At most :data:`CACHE_SIZE` entries, least recently used first out; thread-safe."""
+    path = Path(path)
+    st = path.stat()
+    full = (str(path.resolve()), st.st_mtime_ns, st.st_size, *key)
+    with _models_lock:
+        if full in _models:
+            _models.move_to_end(full)
+            return _models[full]  # type: ignore[return-value]
+        value = make()
+        _models[full] = value
+        while len(_models) > CACHE_SIZE:
+            _models.popitem(last=False)
+        return value
+
+
+def clear_cache() -> None:
+    """Forget every model loaded through :func:`cached` / :func:`load_model`."""
+    with _models_lock:
+        _models.clear()
+
+
+def load_model(path: str | os.PathLike, *, kind: str, build: Callable[[ModelInfo], torch.nn.Module],
+               device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+               prepare: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> tuple[torch.nn.Module, ModelInfo]:
+    """The network of one of our model files, cached: ``build(info)`` makes it from the file's metadata, the weights
+    are loaded strictly (:func:`load_state`), then it goes to ``device``/``dtype`` in eval mode, frozen, and through
+    ``prepare`` (an inference-only rewrite such as a fused layout). :class:`WeightsFormatError` when the file is not
+    a ``kind`` model. ``build`` and ``prepare`` are part of the cache key: pass module-level functions."""
+    device = torch.device(device or "cpu")
+    dtype = dtype or torch.float32
+
+    def make() -> tuple[torch.nn.Module, ModelInfo]:
+        tensors, meta = load_tensors(path)
+        info = model_info(meta, source=path)
+        if info.kind != kind:
+            found = f"a {info.kind} file" if info.kind else "no latentbridge metadata"
+            raise WeightsFormatError(f"{path}: not a latentbridge {kind} ({found})")
+        try:
+            built = build(info)
+        except WeightsFormatError as e:
+            raise WeightsFormatError(f"{path}: {e}") from None
+        net = load_state(built, tensors, source=path)
+        net = net.to(device, dtype).eval().requires_grad_(False)
+        return (prepare(net) if prepare else net), info
+
+    return cached(path, (kind, build, prepare, str(device), dtype), make)

@@ -6,7 +6,7 @@ feeds each model the domain it was trained on and returns the domain it was give
 
 from .convert import convert, run_route
 from .models import (
-    FORMAT,
+    KIND,
     V4_PAIRS,
     ModelEntry,
     bridge_entry,
@@ -23,7 +23,7 @@ from .routing import Route, plan, reachable
 from .v4 import FusedV4, V4Config, V4Interposer, check_state_dict, load_v4
 
 __all__ = [
-    "FORMAT",
+    "KIND",
     "V4_PAIRS",
     "BridgeConfig",
     "BridgeNet",

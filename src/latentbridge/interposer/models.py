@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 
 from .. import spaces, weights
-from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..errors import LatentBridgeError, WeightsFormatError, WeightsNotFoundError
 from ..weights import HubFile
 from .net import BridgeConfig, BridgeNet
 from .v4 import FusedV4, V4Config, V4Interposer, load_v4
 
 FOLDER = "interposers"  # model-folder subfolder searched for interposers
-FORMAT = "latentbridge.interposer/1"
+KIND = "interposer"
+LEGACY_FORMAT = "latentbridge.interposer/1"  # files written before the one schema
 V4_REPO, V4_SUBFOLDER = "city96/SD-Latent-Interposer", "v4.0"
 # The published pairs (interposer.md §4): sources v1, xl, v3, fx, ca; targets v1, xl, v3.
 V4_PAIRS = (("v1", "xl"), ("v1", "v3"), ("xl", "v1"), ("xl", "v3"), ("v3", "v1"), ("v3", "xl"),
@@ -105,27 +106,27 @@ def _header(path: str, mtime_ns: int, size: int) -> dict[str, str] | None:
 def bridge_entry(path: Path, meta: dict[str, str] | None = None) -> ModelEntry:
     """The entry of one of our files, from its metadata."""
     meta = read_header(path) if meta is None else meta
-    if not meta or meta.get("format") != FORMAT:
-        raise WeightsFormatError(f"{path}: not a latentbridge interposer (its metadata lacks format = {FORMAT}); "
+    info = weights.model_info(meta or {}, source=path)
+    if info.kind != KIND:
+        raise WeightsFormatError(f"{path}: not a latentbridge interposer (its metadata names no interposer); "
                                  "v4.0 files must keep their published names")
     try:
-        config = _config(meta)
-        src, dst = spaces.get(meta["src"]).id, spaces.get(meta["dst"]).id
-        metrics = json.loads(meta.get("metrics", "{}"))
-        return ModelEntry(src, dst, "bridge", path, meta["domain_in"], meta["domain_out"], config.flops_per_pixel(),
-                          metrics)
-    except (KeyError, TypeError, ValueError) as e:
+        config = _config(info)
+        src, dst = (spaces.get(s).id for s in info.spaces)
+        domain_in, domain_out = info.domains
+        return ModelEntry(src, dst, "bridge", path, domain_in, domain_out, config.flops_per_pixel(), info.metrics)
+    except (LatentBridgeError, TypeError, ValueError) as e:
         raise WeightsFormatError(f"{path}: broken interposer metadata ({e}); re-export the model") from None
 
 
-def _config(meta: dict[str, str]) -> BridgeConfig | V4Config:
+def _config(info: weights.ModelInfo) -> BridgeConfig | V4Config:
     """The network shape our metadata states: arch ``bridge`` (default) or ``v4`` (the v4.0 layout)."""
-    arch = meta.get("arch", "bridge")
+    arch = info.arch or "bridge"
     if arch == "v4":
-        return V4Config(**json.loads(meta["config"]))
+        return V4Config(**info.config)
     if arch != "bridge":
         raise ValueError(f"unknown arch {arch!r}")
-    return BridgeConfig.from_json(meta["config"])
+    return BridgeConfig.from_json(json.dumps(info.config))
 
 
 @functools.cache
@@ -160,7 +161,7 @@ def discover(models_dir: str | os.PathLike | None = None, *, hub: bool | None = 
                     found.setdefault((src, dst, "v4"), v4_entry(src, dst, path))
                     continue
                 meta = read_header(path)
-                if meta and meta.get("format") == FORMAT:
+                if meta and _is_ours(meta):
                     entry = bridge_entry(path, meta)
                     found.setdefault((entry.src, entry.dst, "bridge"), entry)
     use_cache = models_dir is None or download
@@ -190,17 +191,12 @@ def load_file(path: str | os.PathLike, *, src: str | None = None, dst: str | Non
     """Build the network stored in ``path`` (a bridge file, or a v4.0 file whose spaces are given or in its name)."""
     path = Path(path)
     tensors, meta = weights.load_tensors(path)
-    if meta.get("format") == FORMAT:
+    if _is_ours(meta):
         entry = bridge_entry(path, meta)
-        config = _config(meta)
+        config = _config(weights.model_info(meta, source=path))
         if isinstance(config, V4Config):
             return load_v4(tensors, scale=config.scale, source=str(path)), entry
-        net = BridgeNet(config)
-        missing, unexpected = _diff(net.state_dict(), tensors)
-        if missing or unexpected:
-            raise WeightsFormatError(f"{path}: the tensors do not match its config (missing {missing[:8]}, "
-                                     f"unexpected {unexpected[:8]}); re-export the model")
-        net.load_state_dict({k: v.float() for k, v in tensors.items()})
+        net = weights.load_state(BridgeNet(config), tensors, source=path)
         return net.eval(), entry
     if src is None or dst is None:
         names = _v4_names()
@@ -217,26 +213,17 @@ def load_file(path: str | os.PathLike, *, src: str | None = None, dst: str | Non
     return net, v4_entry(a.id, b.id, path)
 
 
-def _diff(want: dict[str, torch.Tensor], have: dict[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    missing = sorted(k for k in want if k not in have or tuple(have[k].shape) != tuple(want[k].shape))
-    return missing, sorted(set(have) - set(want))
-
-
 def no_denormals(t: torch.Tensor) -> torch.Tensor:
     """``t`` with values below float32's smallest normal number set to 0: they change nothing but make CPU
     arithmetic several times slower."""
     return torch.where(t.abs() < torch.finfo(torch.float32).tiny, torch.zeros_like(t), t)
 
 
-_CACHE: dict[tuple, torch.nn.Module] = {}
-_CACHE_SIZE = 4
-
-
 def inference_net(path: Path, entry: ModelEntry, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """The network of ``path`` ready for inference on ``device``/``dtype`` (v4.0 nets fused), cached."""
-    key = (str(path), path.stat().st_mtime_ns, str(device), dtype)
-    net = _CACHE.get(key)
-    if net is None:
+    """The network of ``path`` ready for inference on ``device``/``dtype`` (v4.0 nets fused), cached by the one
+    model cache (:func:`latentbridge.weights.cached`)."""
+
+    def make() -> torch.nn.Module:
         net, _ = load_file(path, src=entry.src, dst=entry.dst)
         with torch.no_grad():
             for p in net.parameters():
@@ -244,17 +231,20 @@ def inference_net(path: Path, entry: ModelEntry, device: torch.device, dtype: to
         if isinstance(net, V4Interposer):
             net = FusedV4(net)
         # channels-last weights, like the activations run_route hands in: oneDNN skips its layout reorders
-        net = net.to(device, dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
-        while len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = net
-    return net
+        return net.to(device, dtype, memory_format=torch.channels_last).eval().requires_grad_(False)
+
+    return weights.cached(path, (KIND, entry.src, entry.dst, str(device), dtype), make)
 
 
 def bridge_metadata(net: BridgeNet | V4Interposer, *, src: str, dst: str, domain_in: str, domain_out: str,
                     metrics: dict | None = None) -> dict[str, str]:
     """The safetensors metadata of one of our interposers (what :func:`bridge_entry` reads back)."""
     arch = "v4" if isinstance(net, V4Interposer) else "bridge"
-    return {"format": FORMAT, "arch": arch, "config": json.dumps(asdict(net.config)), "src": spaces.get(src).id,
-            "dst": spaces.get(dst).id, "domain_in": domain_in, "domain_out": domain_out,
-            "metrics": json.dumps(metrics or {})}
+    return weights.model_metadata(kind=KIND, spaces=[spaces.get(src).id, spaces.get(dst).id],
+                                  domains=[domain_in, domain_out], arch=arch, config=asdict(net.config),
+                                  metrics=metrics)
+
+
+def _is_ours(meta: dict[str, str]) -> bool:
+    """Whether safetensors metadata marks one of our interposers (the one schema, or the format key before it)."""
+    return meta.get(f"{weights.META}kind") == KIND or meta.get("format") == LEGACY_FORMAT

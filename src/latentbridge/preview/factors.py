@@ -13,7 +13,6 @@ A factors file is safetensors with ``<form>.weight`` (F, 3*p*p) and ``<form>.bia
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from .. import spaces
+from .. import spaces, weights
 from ..errors import InputError, WeightsFormatError
 from ..io import atomic_path
-from ..weights import PACKAGE_MODELS, load_tensors
+from ..weights import PACKAGE_MODELS
 
 FORMS = ("linear", "affine", "quadratic")
 KIND = "preview-factors"
@@ -161,7 +160,6 @@ def default_factors(space: str | spaces.LatentSpace) -> Factors:
     return _default(spaces.get(space).id)
 
 
-@cache
 def _default(space: str) -> Factors:
     shipped = PACKAGE_MODELS / f"factors-{space}.safetensors"
     return load_factors(shipped) if shipped.is_file() else builtin(space)
@@ -199,9 +197,9 @@ def save_factors(path: str | os.PathLike, fitted: dict[str, Factors], *, space: 
     tensors: dict[str, torch.Tensor] = {}
     for f in fitted.values():
         tensors.update(f.to_tensors())
-    meta = {"latentbridge.kind": KIND, "latentbridge.space": spaces.get(space).id, "latentbridge.domain": "taesd",
-            "latentbridge.channels": str(channels.pop()), "latentbridge.default_form": default,
-            "latentbridge.forms": ",".join(fitted), "latentbridge.info": json.dumps(info or {})}
+    meta = weights.model_metadata(kind=KIND, spaces=[spaces.get(space).id], domains=["taesd"],
+                                  config={"channels": channels.pop(), "default_form": default, "forms": list(fitted)},
+                                  metrics=info)
     path = Path(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
@@ -211,10 +209,16 @@ def save_factors(path: str | os.PathLike, fitted: dict[str, Factors], *, space: 
 def load_factors(path: str | os.PathLike, *, form: str | None = None) -> Factors:
     """Read one form (default: the file's ``default_form``) from a factors file written by :func:`save_factors`.
 
-    A plain safetensors file with just ``weight`` (C, 3) and optional ``bias`` (3,) is accepted as well.
+    A plain safetensors file with just ``weight`` (C, 3) and optional ``bias`` (3,) is accepted as well. Cached
+    while the file is unchanged (:func:`latentbridge.weights.cached`).
     """
-    tensors, meta = load_tensors(path)
-    space = meta.get("latentbridge.space")
+    return weights.cached(path, (KIND, form), lambda: _read(Path(path), form))
+
+
+def _read(path: Path, form: str | None) -> Factors:
+    tensors, meta = weights.load_tensors(path)
+    info = weights.model_info(meta, source=path)
+    space = info.space
     if "weight" in tensors:  # a bare matrix
         bias = tensors.get("bias")
         return Factors(tensors["weight"].float(), bias.float() if bias is not None else None,
@@ -223,7 +227,7 @@ def load_factors(path: str | os.PathLike, *, form: str | None = None) -> Factors
     if not forms:
         raise WeightsFormatError(f"{path}: not a preview factors file (no 'weight' or '<form>.weight' tensor); "
                                  "write one with 'latentbridge fit-preview'")
-    chosen = form or meta.get("latentbridge.default_form") or forms[-1]
+    chosen = form or info.config.get("default_form") or meta.get("latentbridge.default_form") or forms[-1]
     if chosen not in forms:
         raise InputError(f"{path} holds the forms {', '.join(forms)}, not {chosen!r}")
     bias = tensors.get(f"{chosen}.bias")

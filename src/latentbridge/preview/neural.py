@@ -8,10 +8,8 @@ the architecture, so a file is never matched by its name alone.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -96,9 +94,9 @@ class Context(nn.Module):
 
 
 def metadata(config: PreviewerConfig, space: str, extra: dict | None = None) -> dict[str, str]:
-    """The safetensors metadata that makes a previewer file self-describing."""
-    return {"latentbridge.kind": KIND, "latentbridge.arch": ARCH, "latentbridge.space": spaces.get(space).id,
-            "latentbridge.domain": "taesd", "latentbridge.config": json.dumps(asdict(config)), **(extra or {})}
+    """The safetensors metadata that makes a previewer file self-describing (the one model-file schema)."""
+    return weights.model_metadata(kind=KIND, spaces=[spaces.get(space).id], domains=["taesd"], arch=ARCH,
+                                  config=asdict(config), extra=extra)
 
 
 def file_name(space: str | spaces.LatentSpace) -> str:
@@ -121,24 +119,17 @@ def find(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None)
 def load(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None, *,
          device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Previewer:
     """Load the neural previewer for ``space`` (cached per file, device and dtype), in eval mode."""
-    return _load(str(find(space, path)), spaces.get(space).id, str(torch.device(device)), dtype)
+    path = find(space, path)
+    model, info = weights.load_model(path, kind=KIND, build=_build, device=device, dtype=dtype)
+    if info.space != spaces.get(space).id:
+        raise WeightsFormatError(f"{path} is a previewer for {info.space}, not {spaces.get(space).id}")
+    return model  # type: ignore[return-value]
 
 
-@lru_cache(maxsize=8)
-def _load(path: str, space: str, device: str, dtype: torch.dtype) -> Previewer:
-    tensors, meta = weights.load_tensors(path)
-    if meta.get("latentbridge.kind") != KIND or meta.get("latentbridge.arch") != ARCH:
-        raise WeightsFormatError(f"{path}: not a latentbridge previewer ({ARCH}); train one with "
-                                 "'latentbridge train configs/previewer-<space>.toml'")
-    if meta.get("latentbridge.space") != space:
-        raise WeightsFormatError(f"{path} is a previewer for {meta.get('latentbridge.space')}, not {space}")
+def _build(info: weights.ModelInfo) -> Previewer:
+    if info.arch != ARCH:
+        raise WeightsFormatError(f"not a {ARCH} previewer (arch {info.arch!r})")
     try:
-        config = PreviewerConfig(**json.loads(meta["latentbridge.config"]))
-    except (KeyError, TypeError, ValueError) as e:
-        raise WeightsFormatError(f"{path}: unreadable previewer config in its metadata ({e})") from e
-    model = Previewer(config)
-    result = model.load_state_dict(tensors, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise WeightsFormatError(f"{path}: weights do not fit the previewer architecture (missing "
-                                 f"{sorted(result.missing_keys)}, unexpected {sorted(result.unexpected_keys)})")
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        return Previewer(PreviewerConfig(**info.config))
+    except TypeError as e:
+        raise WeightsFormatError(f"unreadable previewer config in the file's metadata ({e})") from None

@@ -9,7 +9,6 @@ embedding of ``log(scale)`` per axis.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -21,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import spaces, weights
-from ..errors import InputError, UnknownSpaceError, WeightsFormatError, WeightsNotFoundError
+from ..errors import InputError, LatentBridgeError, UnknownSpaceError, WeightsFormatError, WeightsNotFoundError
 from .plain import Scale, target_size
 
 FOLDER = "latent_upscale_models"  # models-folder kind, named as ComfyUI names its folder (models/latent_upscale_models)
-FORMAT = "latentbridge.upscaler/1"
+KIND = "upscaler"
 
 
 @dataclass(frozen=True)
@@ -152,12 +151,9 @@ def weight_name(space: spaces.LatentSpace) -> str:
 def to_tensors(net: UpscalerNet, space: spaces.LatentSpace, extra: dict[str, str] | None = None
                ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The state dict and metadata block of a trained upscaler, as written to its safetensors file."""
-    meta = {"format": FORMAT, "space": space.id, "domain": "taesd", "config": json.dumps(asdict(net.config)),
-            **(extra or {})}
+    meta = weights.model_metadata(kind=KIND, spaces=[space.id], domains=["taesd"], config=asdict(net.config),
+                                  extra=extra)
     return {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, meta
-
-
-_CACHE: dict[tuple, LearnedUpscaler] = {}
 
 
 def load(
@@ -168,28 +164,24 @@ def load(
 ) -> LearnedUpscaler:
     """Load the upscaler of a space by name (the shipped model first, then the user's model folders) or from a file.
 
-    Cached per file, device and dtype.
+    Cached per file, device and dtype (:func:`latentbridge.weights.load_model`).
     """
     path = _find(space_or_path)
-    key = (str(path.resolve()), str(torch.device(device)), dtype, path.stat().st_mtime_ns)
-    if key not in _CACHE:
-        tensors, meta = weights.load_tensors(path)
-        if meta.get("format") != FORMAT:
-            raise WeightsFormatError(f"{path}: not a latentbridge upscaler (metadata format {meta.get('format')!r}, "
-                                     f"expected {FORMAT!r}); train one with 'latentbridge train configs/upscaler-*.toml'")
-        try:
-            config = UpscalerConfig.from_dict(json.loads(meta["config"]))
-            space = spaces.get(meta["space"])
-        except (KeyError, json.JSONDecodeError, TypeError) as e:
-            raise WeightsFormatError(f"{path}: the upscaler's metadata is incomplete ({e})") from e
-        net = UpscalerNet(config)
-        result = net.load_state_dict(tensors, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise WeightsFormatError(f"{path}: weights do not match the stored architecture (missing "
-                                     f"{sorted(result.missing_keys)}, unexpected {sorted(result.unexpected_keys)})")
-        net.requires_grad_(False).eval().to(device, dtype, memory_format=torch.channels_last)
-        _CACHE[key] = LearnedUpscaler(net, space, path, meta)
-    return _CACHE[key]
+    net, info = weights.load_model(path, kind=KIND, build=_build, device=device, dtype=dtype, prepare=_channels_last)
+    return LearnedUpscaler(net, spaces.get(info.space), path, info.metadata)  # type: ignore[arg-type]
+
+
+def _build(info: weights.ModelInfo) -> UpscalerNet:
+    try:
+        spaces.get(info.space)
+        return UpscalerNet(UpscalerConfig.from_dict(info.config))
+    except (LatentBridgeError, KeyError, TypeError, ValueError) as e:
+        raise WeightsFormatError(f"the upscaler's metadata is incomplete ({e})") from None
+
+
+def _channels_last(net: torch.nn.Module) -> torch.nn.Module:
+    """Inference layout: channels-last weights, like the activations ``LearnedUpscaler`` hands in."""
+    return net.to(memory_format=torch.channels_last)
 
 
 def _find(ref: str | os.PathLike | spaces.LatentSpace) -> Path:
