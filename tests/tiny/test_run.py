@@ -54,3 +54,43 @@ def test_upsample_conv_equals_upsample_then_conv(bias):
 def test_arch_parameter_counts_match_the_published_models(variant, channels, params):
     count = [sum(p.numel() for p in f(channels, variant).parameters()) for f in (arch.encoder, arch.decoder)]
     assert tuple(count) == params
+
+
+def _registry_variants() -> list[tuple[str, int]]:
+    """(variant, latent channels) of every registry space's tiny autoencoder."""
+    from latentbridge import spaces
+
+    found = set()
+    for sp in spaces.all():
+        if sp.tiny and sp.ndim == 4:
+            variant = "f32" if sp.taesd_downscale == 32 else "flux_2" if sp.taesd_channels == 32 else "standard"
+            found.add((variant, sp.taesd_channels))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(("variant", "channels"), _registry_variants())
+@pytest.mark.parametrize("role", ["encoder", "decoder"])
+def test_the_fast_pass_equals_the_readable_table_in_bfloat16_for_every_registry_variant(variant, channels, role):
+    net = _randomise(getattr(arch, role)(channels, variant)).to(torch.bfloat16)
+    x = (torch.rand(1, 3, 64, 64) if role == "encoder" else torch.randn(1, channels, 2, 2)).to(torch.bfloat16)
+    with torch.no_grad():
+        want, got = net(x).float(), run.forward(net, x).float()
+        exact = _randomise_like(net, variant, channels, role)(x.double())
+    # within bfloat16's rounding of the readable table: no further from the float64 answer than it is, plus one ulp
+    err_readable = (want - exact).abs().max()
+    assert (got - exact).abs().max() <= 2 * err_readable + 2 ** -7 * exact.abs().max()
+
+
+def _randomise_like(net: torch.nn.Module, variant: str, channels: int, role: str) -> torch.nn.Module:
+    twin = getattr(arch, role)(channels, variant).double().eval()
+    twin.load_state_dict({k: v.double() for k, v in net.state_dict().items()})
+    return twin
+
+
+def test_the_fused_op_probe_leaves_the_global_random_stream_alone():
+    run._pointwise_works.cache_clear()
+    torch.manual_seed(7)
+    want = torch.rand(3)
+    torch.manual_seed(7)
+    run._pointwise_works()
+    assert torch.equal(torch.rand(3), want)

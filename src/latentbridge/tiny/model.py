@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import spaces
+from .. import limits, spaces
 from ..errors import InputError
 from . import arch, run, tiling
 
@@ -83,8 +83,10 @@ class TinyAutoencoder(nn.Module):
             raise InputError(f"{self._label()} has no decoder: load a file or name that holds one "
                              f"(e.g. '{self._base()}_decoder')")
         if tile is not None and tile < 1:
-            raise InputError(f"tile must be a positive number of latent pixels, got {tile}")
+            raise InputError(f"tile={tile} is not a positive number of latent pixels")
         z = self.to_taesd(latents, domain)
+        limits.check_pixels(limits.items(z), z.shape[-2] * self.downscale, z.shape[-1] * self.downscale,
+                            what="the decoded images", fix="decode a crop of the latent or fewer batch items at a time")
         x = z.to(device=self.device, dtype=self.dtype)
         if tile is not None and not (x.requires_grad and torch.is_grad_enabled()):
             with torch.no_grad():
@@ -97,6 +99,7 @@ class TinyAutoencoder(nn.Module):
         """Check ``latents`` against this model and convert them from ``domain`` to the taesd domain."""
         if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
             raise InputError("latents must be a floating-point torch.Tensor (B, C, H, W)")
+        limits.check_not_empty(latents)
         if domain != "taesd":
             latents = spaces.convert_domain(latents, self._need_space(domain), domain, "taesd")
         if latents.ndim != 4 or latents.shape[1] != self.latent_channels:
@@ -113,6 +116,7 @@ class TinyAutoencoder(nn.Module):
         if images.ndim != 4 or images.shape[1] != 3:
             raise InputError(f"images must have shape (B, 3, H, W); got {tuple(images.shape)} "
                              "(add a batch dimension with .unsqueeze(0), convert grey/RGBA images to RGB)")
+        limits.check_not_empty(images, "the image batch")
         return images.to(device=self.device, dtype=self.dtype)
 
     def _fit(self, x: torch.Tensor, fit: str) -> torch.Tensor:
@@ -129,8 +133,8 @@ class TinyAutoencoder(nn.Module):
         if fit not in FITS:
             raise InputError(f"unknown fit {fit!r}: use one of {', '.join(FITS)}")
         raise InputError(f"image size {h}x{w} is not a multiple of {d} ({self._label()} works in {d}x{d} cells): "
-                         f"resize it, or pass fit='pad' (--fit pad: replicate edges to {h + -h % d}x{w + -w % d}) "
-                         f"or fit='crop' (--fit crop: {h - h % d}x{w - w % d})")
+                         f"resize it, or pass fit='pad' (replicate edges to {h + -h % d}x{w + -w % d}) "
+                         f"or fit='crop' ({h - h % d}x{w - w % d})")
 
     def _need_space(self, domain: str) -> spaces.LatentSpace:
         if domain not in spaces.DOMAINS:
@@ -142,6 +146,8 @@ class TinyAutoencoder(nn.Module):
 
     @staticmethod
     def _run(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """The one place that picks the path: the readable module table when a gradient is wanted, else the fast
+        inference pass :func:`.run.forward` over the same table (equal within float rounding: tests/tiny/test_run.py)."""
         if x.requires_grad and torch.is_grad_enabled():
             return seq(x)  # the plain modules, so gradients reach the input
         with torch.no_grad():
@@ -151,4 +157,7 @@ class TinyAutoencoder(nn.Module):
         return f"tiny autoencoder {self.name!r}" if self.name else f"this {self.variant} tiny autoencoder"
 
     def _base(self) -> str:
-        return (self.name or "taesd").removesuffix("_encoder").removesuffix("_decoder")
+        """The model's name without its half, else the space's tiny autoencoder (never another space's file)."""
+        if self.name:
+            return self.name.removesuffix("_encoder").removesuffix("_decoder")
+        return (self.space.tiny if self.space is not None else None) or "taesd"
