@@ -304,5 +304,5 @@ def _space(layout: taehv.VideoLayout, name: str | None, metadata: Mapping[str, s
     if by_shape:
         return spaces.get(by_shape)
     raise AmbiguousError(f"{label}: a {layout.latent_channels}-channel TAEHV file's keys are shared by {_SHARED_KEYS}; "
-                         "say which space it serves with space= (--space, e.g. wan21) or keep its published name "
+                         "say which space it serves with space= (e.g. space='wan21') or keep its published name "
                          "(e.g. taew2_1.pth)")
