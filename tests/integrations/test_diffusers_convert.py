@@ -125,7 +125,7 @@ def test_conversion_runs_the_interposer_route_between_the_spaces(tmp_path):
 def test_bad_inputs_say_what_to_fix():
     with pytest.raises(InputError, match="C=16"):
         convert_latents(torch.randn(1, 4, 8, 8), flux1(), kl(16, 0.3611, 0.1159))
-    with pytest.raises(InputError, match="only FLUX.1 and FLUX.2 pipelines take token-packed latents"):
+    with pytest.raises(InputError, match="only FLUX.1, FLUX.2 and LTX pipelines take token-packed latents"):
         convert_latents(torch.randn(1, 4, 8, 8), sd1(), sd1(), packed=True)
     with pytest.raises(InputError, match="a FLUX.2 VAE latent is"):
         convert_latents(torch.randn(1, 128, 4, 4), flux2_vae(), flux2())
@@ -145,3 +145,44 @@ def test_example_runs_offline(tmp_path, monkeypatch, capsys):
     runpy.run_path(str(example), run_name="__main__")
     out = capsys.readouterr().out
     assert "tokens (1, 24, 128) -> latents (1, 32, 2, 3) for SanaPipeline" in out and "round trip max error" in out
+
+
+def test_wan_pipeline_latents_convert_to_the_wan_vaes_own_latent_and_back():
+    from tests.integrations.video_pipelines import wan_pipeline
+
+    pipe = wan_pipeline()
+    mean = torch.tensor(pipe.vae.config.latents_mean).view(1, 16, 1, 1, 1)
+    std = torch.tensor(pipe.vae.config.latents_std).view(1, 16, 1, 1, 1)
+    model = torch.randn(2, 16, 5, 4, 6)  # T=5 differs from C=16
+    raw = convert_latents(model, pipe, pipe.vae)
+    torch.testing.assert_close(raw, model * std + mean)  # what WanPipeline does before vae.decode
+    torch.testing.assert_close(convert_latents(raw, pipe.vae, pipe), model, atol=1e-5, rtol=1e-5)
+    form = latent_form(pipe)
+    assert form.space.id == "wan21" and not form.tokens and latent_form(wan_pipeline(48).vae).space.id == "wan22"
+
+
+def test_ltx_pipeline_tokens_convert_to_the_ltx_vaes_own_latent_and_back():
+    from tests.integrations.video_pipelines import ltx_pipeline
+
+    pipe = ltx_pipeline()
+    tokens = torch.randn(1, 3 * 8 * 16, 128)  # 9 frames of 32x64 px through the tiny VAE's /4 in time and space
+    raw = convert_latents(tokens, pipe, pipe.vae, num_frames=9, height=32, width=64)
+    want = pipe._denormalize_latents(pipe._unpack_latents(tokens, 3, 8, 16, 1, 1), pipe.vae.latents_mean,
+                                     pipe.vae.latents_std, pipe.vae.config.scaling_factor)  # what LTXPipeline decodes
+    assert raw.shape == (1, 128, 3, 8, 16)
+    torch.testing.assert_close(raw, want)
+    torch.testing.assert_close(convert_latents(raw, pipe.vae, pipe), tokens, atol=1e-5, rtol=1e-5)
+    spatial = convert_latents(tokens, pipe, pipe, num_frames=9, height=32, width=64, packed=False)
+    torch.testing.assert_close(spatial, pipe._unpack_latents(tokens, 3, 8, 16, 1, 1))
+    assert latent_form(pipe).video_patch == (1, 1)
+
+
+def test_video_latents_that_cannot_convert_say_why():
+    from tests.integrations.video_pipelines import ltx_pipeline, wan_pipeline
+
+    with pytest.raises(InputError, match="num_frames=, height= and width="):
+        convert_latents(torch.randn(1, 384, 128), ltx_pipeline(), ltx_pipeline().vae)
+    with pytest.raises(InputError, match="no interposer route from wan21 to ltxv"):
+        convert_latents(torch.randn(1, 16, 3, 4, 4), wan_pipeline(), ltx_pipeline(), models_dir="nowhere")
+    with pytest.raises(InputError, match="hold 16/16 values but wan22 latents have 48 channels"):
+        latent_form(diffusers.AutoencoderKLWan(base_dim=3, z_dim=48, dim_mult=[1, 1, 1, 1], num_res_blocks=1))

@@ -10,6 +10,7 @@ diffusers = pytest.importorskip("diffusers")
 from latentbridge import spaces  # noqa: E402
 from latentbridge.integrations.diffusers import preview as dp  # noqa: E402
 from latentbridge.integrations.diffusers.preview import LivePreview, unpack_tokens  # noqa: E402
+from latentbridge.preview import preview  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -198,3 +199,82 @@ def test_live_preview_example_runs_offline(tmp_path, monkeypatch, capsys):
                                       "--method", "linear", "--out", str(tmp_path)])
     runpy.run_path(str(example), run_name="__main__")
     assert "2 frames" in capsys.readouterr().out and (tmp_path / "preview.webp").is_file()
+
+
+@pytest.mark.parametrize("channels, space", [(16, "wan21"), (48, "wan22")])
+def test_live_preview_of_a_wan_pipeline_shows_a_strip_of_every_latent_frame(channels, space, tmp_path):
+    from tests.integrations.video_pipelines import run_video, wan_pipeline
+
+    plain = run_video(wan_pipeline(channels), batch=2)
+    pipe = wan_pipeline(channels)
+    got = []
+    live = LivePreview(pipe, out_dir=tmp_path, on_image=lambda step, images: got.append(images), method="linear")
+    latents = run_video(pipe, live, batch=2)
+    assert torch.equal(latents, plain) and not live.errors and live.space.id == space
+    t, h, w = latents.shape[2:]  # 9 frames of 32x64 px: 3 latent frames of 4x8
+    assert (t, h, w) == (3, 4, 8) and live.clips.shape == (2, 3, 3, 4, 8)
+    assert len(got) == 3 and [im.size for im in got[-1]] == [(t * (w + 2) + 2, h + 4)] * 2  # one strip per clip
+    torch.testing.assert_close(live.clips, preview(live.x0, space, method="linear"), atol=1e-6, rtol=0)
+    from PIL import Image
+
+    for i in range(2):
+        with Image.open(tmp_path / f"clip-{i}.webp") as im:
+            assert im.n_frames == 3
+    assert "step" not in vars(pipe.scheduler)
+
+
+def test_live_preview_of_an_ltx_pipeline_unpacks_its_tokens_on_the_transformers_grid(tmp_path):
+    from tests.integrations.video_pipelines import ltx_pipeline, run_video
+
+    plain = run_video(ltx_pipeline())
+    pipe = ltx_pipeline()
+    got = []
+    live = LivePreview(pipe, on_image=lambda step, images: got.append(images), method="linear")
+    tokens = run_video(pipe, live)
+    assert torch.equal(tokens, plain) and not live.errors and live.space.id == "ltxv"
+    # 9 frames of 32x64 px through this tiny VAE's /4 in time and space: a 3x8x16 grid of 128-channel tokens
+    assert tokens.shape == (1, 3 * 8 * 16, 128) and live.grid == (3, 8, 16)
+    torch.testing.assert_close(live.x0, tokens, atol=1e-4, rtol=1e-4)  # flow Euler lands on its last x0
+    want = pipe._unpack_latents(live.x0, 3, 8, 16, 1, 1)  # the pipeline's own unpacking
+    torch.testing.assert_close(live.clips, preview(want, "ltxv", method="linear"), atol=1e-6, rtol=0)
+    assert len(got) == 3 and got[0][0].size == (3 * 18 + 2, 12)
+    assert live._hook is None  # the transformer's hook went with the scheduler's step
+
+
+def test_live_preview_of_ltx_tokens_uses_the_given_clip_size_without_a_pipeline():
+    from tests.integrations.video_pipelines import ltx_pipeline, run_video
+
+    pipe = ltx_pipeline()
+    got = []
+    live = LivePreview(on_image=lambda step, images: got.append(step), method="linear", num_frames=9, height=32,
+                       width=64)
+    run_video(pipe, live)
+    assert got == [0, 1, 2] and not live.errors and live.clips.shape == (1, 3, 3, 8, 16)
+
+
+def test_video_tokens_unpack_and_pack_as_the_ltx_pipeline_does():
+    x = torch.randn(2, 8, 4, 6, 10)
+    for patch, patch_t in ((1, 1), (2, 2)):
+        tokens = diffusers.LTXPipeline._pack_latents(x, patch, patch_t)
+        assert torch.equal(dp.pack_video_tokens(x, patch, patch_t), tokens)
+        assert torch.equal(dp.unpack_video_tokens(tokens, (4, 6, 10), patch, patch_t), x)
+    with pytest.raises(dp.InputError, match="num_frames="):
+        dp.unpack_video_tokens(tokens, (4, 6, 12), 2, 2)
+
+
+def test_a_deep_copy_of_the_observed_scheduler_steps_plainly(tmp_path):
+    import copy
+
+    pipe = sd_pipeline("euler")
+    live = LivePreview(pipe, out_dir=tmp_path, method="linear")
+    twin = copy.deepcopy(pipe.scheduler)  # LTX-2 copies its scheduler for the audio latents
+    assert twin.step.__self__ is twin and isinstance(pipe.scheduler.step, dp._ObservedStep)
+    twin.set_timesteps(3)
+    twin.step(torch.zeros(1, 4, 2, 2), twin.timesteps[0], torch.ones(1, 4, 2, 2))
+    assert live.x0 is None and pipe.scheduler.step_index is None
+
+
+def test_pipeline_space_reads_video_pipelines_by_class():
+    for name, space in (("HunyuanVideoPipeline", "hunyuanvideo"), ("HunyuanVideo15Pipeline", "hunyuanvideo15"),
+                        ("LTX2Pipeline", "ltxv"), ("LTXImageToVideoPipeline", "ltxv")):
+        assert dp.pipeline_space(type(name, (), {})()).id == space

@@ -6,12 +6,17 @@ frames, an animated WebP and a grid of every batch item, or hands PIL images to 
 pipeline's latents, keeps one latent and small frames in memory, falls back to the linear previewer for a step on
 out-of-memory, and never lets a preview error stop sampling.
 
+Video pipelines (Wan, LTX-Video / LTX-2, HunyuanVideo) are previewed frame by frame: each step shows a strip of the
+latent frames per clip. Wan and HunyuanVideo hold (B, C, T, H, W) latents; LTX pipelines hold them packed as tokens
+(B, T*H*W, C) (see docs/video.md), unpacked on the grid the pipeline hands its transformer.
+
     live = LivePreview(pipe, out_dir="previews")
     pipe(prompt, callback_on_step_end=live, callback_on_step_end_tensor_inputs=["latents"])
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import warnings
@@ -27,22 +32,40 @@ from ...preview import best_method, preview
 from ...preview.api import METHODS
 
 AUTO = "auto"
-_BY_CLASS = (("Flux2", "flux2"), ("Flux", "flux1"), ("StableDiffusion3", "sd3"), ("StableDiffusionXL", "sdxl"),
-             ("Sana", "sana"), ("QwenImage", "wan21"), ("StableDiffusion", "sd1"))
-_BY_SCALING = {0.18215: "sd1", 0.13025: "sdxl", 1.5305: "sd3", 0.3611: "flux1", 0.41407: "sana"}
-
-
 def pipeline_space(pipe: Any) -> spaces.LatentSpace:
-    """The latent space a diffusers pipeline samples in, from its class name or its VAE's scaling factor."""
+    """The registry space a diffusers pipeline samples in: the one whose ``diffusers_pipelines`` prefix its class name
+    starts with (the longest wins; spaces sharing a prefix, Wan 2.1 and 2.2, are told apart by the pipeline's VAE),
+    else the space whose ``diffusers_vaes`` hold its VAE's class and scaling factor."""
     name = type(pipe).__name__
-    for prefix, space in _BY_CLASS:
-        if name.startswith(prefix):
-            return spaces.get(space)
     vae = getattr(pipe, "vae", None)
-    scaling = getattr(getattr(vae, "config", None), "scaling_factor", None)
-    if scaling is not None and round(float(scaling), 5) in _BY_SCALING:
-        return spaces.get(_BY_SCALING[round(float(scaling), 5)])
-    raise InputError(f"cannot tell the latent space of {name}: pass space= (see 'latentbridge spaces')")
+    prefixes = [(len(prefix), sp) for sp in spaces.all() for prefix in sp.diffusers_pipelines if name.startswith(prefix)]
+    if prefixes:
+        longest = max(n for n, _ in prefixes)
+        return narrow_by_vae([sp for n, sp in prefixes if n == longest], vae, name)
+    found = [sp for sp in spaces.all() if type(vae).__name__ in sp.diffusers_vaes]
+    return narrow_by_vae([sp for sp in found if getattr(vae, "config", None) is not None and _fits(sp, vae)], vae, name)
+
+
+def narrow_by_vae(candidates: list[spaces.LatentSpace], vae: Any, what: str, fix: str = "pass space=",
+                  ) -> spaces.LatentSpace:
+    """The one space of ``candidates`` whose channels and scaling factor ``vae``'s config states (a single candidate
+    needs no VAE); an :class:`InputError` saying ``fix`` when none or several fit."""
+    if len(candidates) == 1:
+        return candidates[0]
+    fitting = [sp for sp in candidates if getattr(vae, "config", None) is not None and _fits(sp, vae)]
+    if len(fitting) == 1:
+        return fitting[0]
+    names = f" (it could be {', '.join(sp.id for sp in fitting)})" if len(fitting) > 1 else ""
+    raise InputError(f"cannot tell the latent space of {what}{names}: {fix} (see 'latentbridge spaces')")
+
+
+def _fits(sp: spaces.LatentSpace, vae: Any) -> bool:
+    """Whether ``vae``'s config states the channels and scaling factor of ``sp`` (where it states them)."""
+    config = vae.config
+    channels = config.get("z_dim") or config.get("latent_channels")
+    scaling = config.get("scaling_factor")
+    return ((channels is None or channels in (sp.channels, sp.taesd_channels))
+            and (scaling is None or math.isclose(float(scaling), sp.scaling_factor, rel_tol=1e-4)))
 
 
 def denoised(scheduler: Any, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, index: int | None,
@@ -116,6 +139,58 @@ def unpack_tokens(latents: torch.Tensor, space: spaces.LatentSpace, *, height: i
     return spaces.unpack(grid, 2)
 
 
+def takes_video_tokens(pipe: Any) -> bool:
+    """Whether ``pipe`` holds its video latents packed as tokens (B, T*H*W, C*pt*p*p), as LTX pipelines do."""
+    return hasattr(pipe, "transformer_temporal_patch_size")
+
+
+def video_grid(pipe: Any, space: spaces.LatentSpace, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
+    """The latent (T, H, W) of a clip of ``num_frames`` frames of ``height`` x ``width`` pixels: the pipeline's own
+    compression ratios (the space's where it states none); causal video VAEs keep the first frame on its own."""
+    t = int(getattr(pipe, "vae_temporal_compression_ratio", 0) or space.temporal_downscale)
+    d = int(getattr(pipe, "vae_spatial_compression_ratio", 0) or space.downscale)
+    return (num_frames - 1) // t + 1, height // d, width // d
+
+
+def unpack_video_tokens(tokens: torch.Tensor, grid: tuple[int, int, int], patch: int = 1, patch_t: int = 1
+                        ) -> torch.Tensor:
+    """LTX-style tokens (B, T/pt * H/p * W/p, C*pt*p*p) -> (B, C, T, H, W) on the latent ``grid`` (T, H, W);
+    a token holds channel-major (C, pt, p, p) features, tokens run frame, row, column."""
+    b, length, features = tokens.shape
+    t, h, w = grid[0] // patch_t, grid[1] // patch, grid[2] // patch
+    if t * h * w != length or features % (patch_t * patch * patch):
+        raise InputError(f"{length} tokens of {features} features do not form a {grid[0]}x{grid[1]}x{grid[2]} latent "
+                         f"grid in {patch_t}x{patch}x{patch} patches: pass num_frames=, height= and width= (the clip's "
+                         "frames and pixels)")
+    x = tokens.reshape(b, t, h, w, -1, patch_t, patch, patch)
+    return x.permute(0, 4, 1, 5, 2, 6, 3, 7).reshape(b, -1, t * patch_t, h * patch, w * patch)
+
+
+def pack_video_tokens(latents: torch.Tensor, patch: int = 1, patch_t: int = 1) -> torch.Tensor:
+    """Exact inverse of :func:`unpack_video_tokens`: (B, C, T, H, W) -> (B, T/pt * H/p * W/p, C*pt*p*p)."""
+    b, c, t, h, w = latents.shape
+    x = latents.reshape(b, c, t // patch_t, patch_t, h // patch, patch, w // patch, patch)
+    return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, (t // patch_t) * (h // patch) * (w // patch), -1)
+
+
+class _ObservedStep:
+    """A scheduler's ``step`` that reports every call to ``observe``. A deep copy of the scheduler (LTX-2 copies it
+    for its audio latents) gets the plain ``step`` back, bound to the copy, so the copy never reports audio steps
+    nor advances this scheduler."""
+
+    def __init__(self, original: Callable, observe: Callable) -> None:
+        functools.update_wrapper(self, original)
+        self.original, self.observe = original, observe
+
+    def __call__(self, model_output, timestep, sample, *args, **kwargs):
+        result = self.original(model_output, timestep, sample, *args, **kwargs)
+        self.observe(model_output, timestep, sample, result)
+        return result
+
+    def __deepcopy__(self, memo: dict) -> Any:
+        return copy.deepcopy(self.original, memo)
+
+
 class LivePreview:
     """A ``callback_on_step_end`` that previews x0 at every ``every``-th step.
 
@@ -124,20 +199,30 @@ class LivePreview:
     ``grid.png`` (the last frame) when sampling ends; ``on_image(step, images)`` receives PIL images instead or as
     well. ``size`` resizes each preview (longer side, pixels). ``height``/``width`` (image pixels) unpack Flux token
     latents that are not square. ``max_frames`` bounds the frames kept for the animation.
+
+    Video pipelines: each step's picture is a strip of the latent frames per clip (one row per batch item, and one
+    PIL strip per clip for ``on_image``); when sampling ends ``clip-N.webp`` holds the last preview of clip N, one
+    frame per latent frame. LTX token latents are unpacked on the grid the pipeline hands its transformer, or on
+    ``num_frames``/``height``/``width`` (the clip's frames and pixels) when given.
     """
 
     def __init__(self, pipe: Any = None, *, space: str | None = None, method: str = AUTO, every: int = 1,
                  out_dir: str | Path | None = None, on_image: Callable[[int, list], None] | None = None,
                  size: int | None = None, height: int | None = None, width: int | None = None,
-                 max_frames: int = 200, duration_ms: int = 150):
+                 num_frames: int | None = None, max_frames: int = 200, duration_ms: int = 150):
         if method != AUTO and method not in METHODS:
             raise InputError(f"unknown preview method {method!r}: use auto or one of {', '.join(METHODS)}")
         if out_dir is None and on_image is None:
             raise InputError("give out_dir= (frames, animation, grid) or on_image= (a function of step and images)")
         self.space = spaces.get(space) if space else None
         self.method, self.every, self.size = method, max(1, every), size
-        self.height, self.width = height, width
+        self.height, self.width, self.num_frames = height, width, num_frames
         self.cell: int | None = None  # image pixels per Flux token, from the pipeline
+        self.video_tokens: tuple[int, int] | None = None  # (patch, patch_t) of an LTX pipeline's token latents
+        self.grid: tuple[int, int, int] | None = None  # latent (T, H, W) the transformer was last called with
+        self.clips: torch.Tensor | None = None  # the last video preview (B, 3, T, h, w)
+        self._pipe: Any = None
+        self._hook: Any = None
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.on_image, self.max_frames, self.duration_ms = on_image, max_frames, duration_ms
         self.frames: list[torch.Tensor] = []
@@ -161,11 +246,15 @@ class LivePreview:
         if self._scheduler is scheduler:
             return
         self.detach()
-        original = scheduler.step
+        self._pipe = pipe
+        if takes_video_tokens(pipe):
+            self.video_tokens = (int(getattr(pipe, "transformer_spatial_patch_size", 1) or 1),
+                                 int(getattr(pipe, "transformer_temporal_patch_size", 1) or 1))
+            transformer = getattr(pipe, "transformer", None)
+            if isinstance(transformer, torch.nn.Module):
+                self._hook = transformer.register_forward_pre_hook(self._see_grid, with_kwargs=True)
 
-        @functools.wraps(original)
-        def step(model_output, timestep, sample, *args, **kwargs):
-            result = original(model_output, timestep, sample, *args, **kwargs)
+        def observe(model_output, timestep, sample, result):
             try:
                 index = getattr(scheduler, "step_index", None)
                 x0 = getattr(result, "pred_original_sample", None)
@@ -175,16 +264,23 @@ class LivePreview:
             except Exception as e:  # noqa: BLE001 - observing must never break sampling
                 self._note(f"x0 unavailable ({type(e).__name__}: {e}); previewing the noisy latent")
                 self.x0 = None
-            return result
 
-        scheduler.step = step
+        scheduler.step = _ObservedStep(scheduler.step, observe)
         self._scheduler = scheduler
 
+    def _see_grid(self, module: Any, args: tuple, kwargs: dict) -> None:
+        """Note the latent (T, H, W) an LTX pipeline hands its transformer (observe only: changes nothing)."""
+        grid = tuple(kwargs.get(k) for k in ("num_frames", "height", "width"))
+        if all(isinstance(v, int) for v in grid):
+            self.grid = grid  # type: ignore[assignment]
+
     def detach(self) -> None:
-        """Give the scheduler its own ``step`` back."""
+        """Give the scheduler its own ``step`` back (and the transformer its hooks)."""
         if self._scheduler is not None and "step" in vars(self._scheduler):
             del self._scheduler.step
-        self._scheduler = None
+        if self._hook is not None:
+            self._hook.remove()
+        self._scheduler = self._hook = None
 
     # -- the callback --
     def __call__(self, pipe: Any, step: int, timestep: Any, callback_kwargs: dict) -> dict:
@@ -205,7 +301,9 @@ class LivePreview:
 
     def _show(self, step: int, latent: torch.Tensor) -> None:
         x = latent.detach()
-        if x.ndim == 3:
+        if x.ndim == 3 and self.video_tokens is not None:
+            x = unpack_video_tokens(x, self._token_grid(), *self.video_tokens)
+        elif x.ndim == 3:
             x = unpack_tokens(x, self.space, height=self.height, width=self.width, cell=self.cell)
         if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
             x = x.float()
@@ -220,14 +318,28 @@ class LivePreview:
             if x.device.type == "cuda":
                 torch.cuda.empty_cache()
             rgb = self._preview(x, "linear")
-        frame = io.make_grid(rgb.float().cpu()) if rgb.shape[0] > 1 else rgb.float().cpu()
+        rgb = rgb.float().cpu()
+        video = rgb.ndim == 5
+        if video:  # a strip of the latent frames per clip
+            self.clips = rgb
+            rgb = torch.cat([io.make_grid(clip.transpose(0, 1), nrow=clip.shape[1]) for clip in rgb])
+        frame = io.make_grid(rgb, nrow=1 if video else None) if rgb.shape[0] > 1 else rgb
         if self.on_image is not None:
-            self.on_image(step, io.tensor_to_pil(rgb.float().cpu()))
+            self.on_image(step, io.tensor_to_pil(rgb))
         if self.out_dir is not None:
             io.save_image(self.out_dir / f"step-{step:04d}.png", frame, overwrite=True)
             self.frames.append(frame[0])
             if len(self.frames) > self.max_frames:
                 self.frames = self.frames[::2]  # keep memory bounded: halve the frame rate
+
+    def _token_grid(self) -> tuple[int, int, int]:
+        """Latent (T, H, W) of LTX tokens: from num_frames/height/width when given, else the transformer's call."""
+        if self.num_frames and self.height and self.width:
+            return video_grid(self._pipe, self.space, self.num_frames, self.height, self.width)
+        if self.grid is None:
+            raise InputError("cannot place the token latents on their frame grid yet: pass num_frames=, height= and "
+                             "width= (the clip's frames and pixels) to LivePreview")
+        return self.grid
 
     def _preview(self, x: torch.Tensor, method: str) -> torch.Tensor:
         if method == "tiny":  # full-size decode: one batch item at a time keeps the peak small
@@ -242,6 +354,10 @@ class LivePreview:
             written.append(io.save_animation(self.out_dir / "preview.webp", same, duration_ms=self.duration_ms,
                                              overwrite=True))
             written.append(io.save_image(self.out_dir / "grid.png", self.frames[-1], overwrite=True))
+        if self.out_dir is not None and self.clips is not None and self.clips.shape[2] > 1:
+            for i, clip in enumerate(self.clips):
+                written.append(io.save_animation(self.out_dir / f"clip-{i}.webp", list(clip.transpose(0, 1)),
+                                                 duration_ms=self.duration_ms, overwrite=True))
         self.detach()
         return written
 
