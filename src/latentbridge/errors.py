@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class LatentBridgeError(Exception):
     """Base class for every error latentbridge raises on purpose."""
@@ -19,7 +21,12 @@ class UnknownSpaceError(LatentBridgeError, KeyError):
 
 
 class WeightsNotFoundError(LatentBridgeError, FileNotFoundError):
-    """A named weight file could not be found anywhere it was looked for."""
+    """A named weight file could not be found anywhere it was looked for; ``filenames`` and ``folder`` (the model
+    subfolder, e.g. ``vae_approx``) say what was looked for, so a host can say where to put it in its own words."""
+
+    def __init__(self, message: str, *, filenames: Sequence[str] = (), folder: str | None = None) -> None:
+        super().__init__(message)
+        self.filenames, self.folder = tuple(filenames), folder
 
 
 class WeightsFormatError(LatentBridgeError, ValueError):

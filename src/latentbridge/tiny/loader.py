@@ -86,7 +86,8 @@ def locate(name: str, *, models_dir: PathLike | None = None, download: bool | No
         halves = " and ".join(f"{base}_{h}.pth" for h in wanted)
         raise WeightsNotFoundError(f"tiny autoencoder {name!r} not found: no {base}_{{encoder,decoder}}"
                                    f".{{safetensors,pth}} and no combined file. {e}. Get {halves} from {_UPSTREAM}"
-                                   + (f" or {hub[0]}" if hub else "")) from None
+                                   + (f" or {hub[0]}" if hub else ""),
+                                   filenames=[f"{base}_{h}.pth" for h in wanted], folder=FOLDER) from None
 
 
 def _files(stem: str) -> list[str]:

@@ -21,16 +21,16 @@ def test_describe_shows_shape_space_image_size_both_domains_and_extras():
     text = describe({"samples": torch.randn(1, 4, 8, 12) * 5, "noise_mask": torch.ones(1, 8, 12),
                      "batch_index": [3]}, "sd1")
     assert "LATENT (1, 4, 8, 12) float32" in text
-    assert "space: sd1" in text and "(chosen on the node)" in text and "64x96 px image" in text
+    assert "space: sd1" in text and "how the space was chosen: chosen on the node" in text and "64x96 px image" in text
     assert "raw domain: min" in text and "model domain: min" in text
     assert "channels (mean/std): 0:" in text and "noise_mask (1, 8, 12)" in text and "batch_index [3]" in text
 
 
 def test_describe_uses_the_stated_space_and_detection():
     flux_raw = spaces.get("flux1").from_model(torch.randn(1, 16, 8, 8))
-    assert "(stated by the latent)" in describe({"samples": torch.randn(1, 4, 8, 8), SPACE_KEY: "sdxl"})
+    assert "chosen: stated by the latent" in describe({"samples": torch.randn(1, 4, 8, 8), SPACE_KEY: "sdxl"})
     detected = describe({"samples": flux_raw})
-    assert "space: flux1" in detected and "(detected)" in detected and "99" in detected
+    assert "space: flux1" in detected and "chosen: detected from the statistics" in detected and "99" in detected
     unknown = describe({"samples": torch.randn(1, 4, 8, 8) * 6})
     assert "space: not known" in unknown and "cannot tell" in unknown
 

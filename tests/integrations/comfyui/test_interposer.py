@@ -43,7 +43,7 @@ def test_interposer_takes_the_stated_or_detected_source(interposers):
     assert "source flux2 (stated by the latent)" in Interposer().convert(stated, "auto", "sana")["result"][1]
     detected = {"samples": torch.randn(1, 128, 4, 4)}
     assert "source flux2 (detected" in Interposer().convert(detected, "auto", "sana")["result"][1]
-    with pytest.raises(AmbiguousError, match="choose it in the node's 'space' input"):
+    with pytest.raises(AmbiguousError, match="choose it in the node's 'source' input"):
         Interposer().convert({"samples": torch.randn(1, 4, 8, 8) * 6}, "auto", "sana")
 
 

@@ -50,7 +50,8 @@ def test_upscale_to_a_pixel_size_and_image_resolution_masks(comfy):
     latent = {"samples": torch.randn(1, 16, 8, 8), "noise_mask": torch.rand(1, 64, 64), SPACE_KEY: "flux1"}
     out, _ = run(latent, "bilinear", width=128)
     assert out["samples"].shape == (1, 16, 16, 16) and out["noise_mask"].shape == (1, 128, 128)
-    with pytest.raises(InputError, match="width 100 is not a multiple of flux1's 8-pixel latent cells"):
+    with pytest.raises(InputError, match=r"the node's 'width' input \(100\) is not a .*multiple of flux1's 8-pixel "
+                                          "latent cells"):
         run(latent, width=100)
 
 

@@ -83,33 +83,97 @@ def new_latent(latent: dict, samples: torch.Tensor, space: spaces.LatentSpace | 
     return out
 
 
-def known_space(samples: torch.Tensor, choice: str,
-                stated: spaces.LatentSpace | None = None) -> tuple[spaces.LatentSpace | None, str]:
-    """The space chosen on the node, else the one ``stated`` by the latent or file, checked against the shape of the
-    raw ``samples``; None when neither says (never a guess). Returns it and how it was settled."""
+def format_space(latent_format: Any) -> spaces.LatentSpace | None:
+    """The registry space of a ComfyUI latent format object (by its class name, e.g. ``SD15``), if latentbridge has
+    one."""
+    name = type(latent_format).__name__
+    return next((s for s in spaces.all() if s.comfy_format == name), None)
+
+
+def vae_spaces(vae: Any) -> tuple[list[spaces.LatentSpace], str]:
+    """The spaces whose raw (or unpacked) latents a ComfyUI VAE makes, from its latent channels and spatial
+    downscale, and those facts as words."""
+    channels = int(vae.latent_channels)
+    ratio = vae.downscale_ratio
+    ratio = int(ratio[-1] if isinstance(ratio, (tuple, list)) else ratio)
+    ndim = 2 + int(getattr(vae, "latent_dim", 2))
+    fits = [s for s in spaces.all() if s.ndim == ndim and ((s.channels, s.downscale) == (channels, ratio) or (
+        s.packing is not None and (s.taesd_channels, s.taesd_downscale) == (channels, ratio)))]
+    return fits, f"{channels} channels at 1/{ratio}"
+
+
+def _fits(samples: torch.Tensor, space: spaces.LatentSpace) -> bool:
+    try:
+        spaces.validate(samples, space, "raw", finite=False)
+    except InputError:
+        return False
+    return True
+
+
+def known_space(samples: torch.Tensor, choice: str, stated: spaces.LatentSpace | None = None, *, model: Any = None,
+                input_name: str = "space") -> tuple[spaces.LatentSpace | None, str]:
+    """The space chosen on the node, else the one ``stated`` by the latent or file, else the latent format of a
+    connected ComfyUI ``model``, checked against the shape of the raw ``samples``; None when none of them says
+    (never a guess). Returns it and how it was settled. A shape that does not fit names the node's input."""
     if choice != AUTO:
         space, how = spaces.get(choice), "chosen on the node"
     elif stated is not None:
         space, how = stated, "stated by the latent"
+    elif model is not None and (space := format_space(latent_format := model.get_model_object("latent_format"))):
+        how = f"from the MODEL's latent format ({type(latent_format).__name__})"
     else:
         return None, "not stated"
-    spaces.validate(samples, space, "raw", finite=False)
+    try:
+        spaces.validate(samples, space, "raw", finite=False)
+    except InputError as e:
+        raise InputError(f"{e} (the space was {how}): choose the latent's space in the node's '{input_name}' input, or "
+                         "connect the latent that goes with it") from e
     return space, how
 
 
-def resolve_space(samples: torch.Tensor, choice: str, *, stated: spaces.LatentSpace | None = None,
-                  required: bool = True) -> tuple[spaces.LatentSpace | None, str]:
-    """Like :func:`known_space`, falling back to detection when it is unambiguous.
+def _sure(found: spaces.Detection, pool: list[spaces.LatentSpace] | None) -> spaces.LatentSpace | None:
+    """Detection's answer when it is sure, among ``pool`` only when given (the same share threshold)."""
+    candidates = [c for c in found.candidates if pool is None or c.space in pool]
+    share: dict[str, float] = {}
+    for c in candidates:
+        share[c.space.id] = share.get(c.space.id, 0.0) + c.confidence
+    if not candidates or (pool is None and found.ambiguous):
+        return None
+    top = candidates[0].space
+    if len(share) == 1 or share[top.id] / (sum(share.values()) or 1.0) >= spaces.MIN_CONFIDENCE:
+        return top
+    return None
 
-    Returns the space (None only when ``required`` is False and detection cannot tell) and how it was settled.
+
+def resolve_space(samples: torch.Tensor, choice: str, *, stated: spaces.LatentSpace | None = None,
+                  required: bool = True, model: Any = None, vae: Any = None,
+                  input_name: str = "space") -> tuple[spaces.LatentSpace | None, str]:
+    """Like :func:`known_space`, then what a connected ComfyUI ``vae`` implies (its latent channels and downscale),
+    then detection from the statistics, only when it is sure (among the VAE's spaces when one is connected).
+
+    Returns the space (None only when ``required`` is False and nothing is sure) and how it was settled; otherwise
+    the error names the node's ``input_name`` input.
     """
-    space, how = known_space(samples, choice, stated)
+    space, how = known_space(samples, choice, stated, model=model, input_name=input_name)
     if space is not None:
         return space, how
+    pool, among = None, ""
+    if vae is not None:
+        fits, facts = vae_spaces(vae)
+        pool = [s for s in fits if _fits(samples, s)]
+        if len(pool) == 1:
+            return pool[0], f"from the VAE ({facts})"
+        among = f" among the VAE's spaces ({facts}: {', '.join(s.id for s in pool) or 'none that fits this latent'})"
+    if model is not None:
+        name = type(model.get_model_object("latent_format")).__name__
+        among += f"; the MODEL's latent format {name} is new to latentbridge"
     found = spaces.detect(samples, {"domain": "raw"})
-    if not found.ambiguous and found.best is not None:
-        return found.best.space, f"detected: {found.summary}"
+    sure = _sure(found, pool)
+    if sure is not None:
+        return sure, f"detected from the statistics{among}: {found.summary}"
     if not required:
-        return None, f"not known: {found.summary}"
-    error = AmbiguousError if found.ambiguous else InputError  # what Detection.require() raises
-    raise error(f"{found.summary}; {NODE_HINT}")
+        return None, f"not known{among}: {found.ranking or found.summary}"
+    if not found.candidates:
+        raise InputError(f"{found.summary}: choose the latent's space in the node's '{input_name}' input")
+    raise AmbiguousError(f"cannot tell which space this latent is from{among}: {found.ranking}; its statistics "
+                         f"alone are not sure: choose it in the node's '{input_name}' input")

@@ -15,22 +15,24 @@ from latentbridge.integrations.comfyui.common import (
     space_input,
     stated_space,
 )
+from latentbridge.integrations.comfyui.words import node_errors
 
 SHOWN_CHANNELS = 16  # per-channel statistics beyond this many channels are summarised
 
 
-def describe(latent: dict, space: str = AUTO) -> str:
+def describe(latent: dict, space: str = AUTO, model: Any = None, vae: Any = None) -> str:
     """Lines of text about a ComfyUI LATENT: shape, space (and how it was settled), statistics, detection."""
     tensor = latent_samples(latent)
-    sp, how = resolve_space(tensor, space, stated=stated_space(latent), required=False)
+    sp, how = resolve_space(tensor, space, stated=stated_space(latent), required=False, model=model, vae=vae)
     summary = io.latent_summary(io.LatentFile(tensor, sp.id if sp else None, "raw"))
     lines = [f"LATENT {tuple(summary['shape'])} {summary['dtype']} on {tensor.device}"]
     if sp is not None:
         h, w = tensor.shape[-2:]
-        lines.append(f"space: {sp.id}, {sp.title} ({how.split(':')[0]}); stands for a "
-                     f"{h * sp.downscale}x{w * sp.downscale} px image")
+        lines.append(f"space: {sp.id}, {sp.title}; stands for a {h * sp.downscale}x{w * sp.downscale} px image")
+        lines.append(f"how the space was chosen: {how}")
     else:
-        lines.append("space: not known (detection below cannot tell; choose it in the node's 'space' input)")
+        lines.append(f"space: not known ({how}); choose it in the node's 'space' input, or connect the MODEL or VAE "
+                     "the latent is for")
     lines.append(_stats_line("raw", summary["stats"]))
     if sp is not None and summary["stats"]:
         model = spaces.convert_domain(tensor.float(), sp, "raw", "model")
@@ -68,8 +70,9 @@ def _channel_line(tensor: torch.Tensor) -> str:
 class LatentInfo:
     NODE_ID = "LatentBridgeLatentInfo"
     DISPLAY_NAME = "Latent Info (latentbridge)"
-    DESCRIPTION = ("Describe a LATENT as text: shape, latent space (stated, chosen or detected), the image size it "
-                   "stands for, statistics in the raw and model domains, per-channel statistics and detection.")
+    DESCRIPTION = ("Describe a LATENT as text: shape, latent space and how it was chosen (on the node, stated by a "
+                   "latentbridge node, from a connected MODEL or VAE, or detected when detection is sure), the image "
+                   "size it stands for, statistics in the raw and model domains, per-channel statistics and detection.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("info",)
@@ -82,13 +85,20 @@ class LatentInfo:
         return {
             "required": {
                 "samples": ("LATENT", {"tooltip": "the latent to describe (it is not changed)"}),
-                "space": space_input("latent space to assume. auto: the space a latentbridge node stated, else "
-                                     "detection when it is unambiguous"),
+                "space": space_input("latent space to assume. auto: the space a latentbridge node stated, else the "
+                                     "connected MODEL's latent format, else the VAE's, else detection when it is sure"),
+            },
+            "optional": {
+                "model": ("MODEL", {"tooltip": "the MODEL the latent is for: with space auto, its latent format says "
+                          "the space"}),
+                "vae": ("VAE", {"tooltip": "the VAE the latent is for: with space auto, its latent channels and "
+                        "downscale narrow the space down"}),
             },
         }
 
-    def info(self, samples: dict, space: str = AUTO) -> dict[str, Any]:
-        text = describe(samples, space)
+    @node_errors()
+    def info(self, samples: dict, space: str = AUTO, model: Any = None, vae: Any = None) -> dict[str, Any]:
+        text = describe(samples, space, model, vae)
         return {"ui": {"text": [text]}, "result": (text,)}
 
 

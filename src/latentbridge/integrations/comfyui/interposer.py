@@ -15,16 +15,19 @@ from latentbridge.integrations.comfyui.common import (
     space_input,
     stated_space,
 )
+from latentbridge.integrations.comfyui.words import node_errors
+
+INPUTS = {"space": "source", "from": "source", "to": "target", "from_space": "source", "to_space": "target"}
 
 
-def convert_latent(latent: dict, source: str, target: str) -> tuple[dict, str]:
+def convert_latent(latent: dict, source: str, target: str, model: Any = None, vae: Any = None) -> tuple[dict, str]:
     """The LATENT converted to ``target`` (other keys kept, target recorded) and a line saying how.
 
     ``noise_mask`` and ``batch_index`` are kept as they are: ComfyUI's samplers resize a mask to the latent they
     sample, so a mask stays valid when the latent's size per image pixel changes.
     """
     tensor = latent_samples(latent)
-    src, how = resolve_space(tensor, source, stated=stated_space(latent))
+    src, how = resolve_space(tensor, source, stated=stated_space(latent), model=model, vae=vae, input_name="source")
     dst = spaces.get(target)
     route = interposer.plan(src, dst)
     out = interposer.convert(tensor, src, dst, domain="raw", device=compute_device())
@@ -50,15 +53,24 @@ class Interposer:
         return {
             "required": {
                 "samples": ("LATENT", {"tooltip": "the latent to convert (it is not changed)"}),
-                "source": space_input("space the latent is in. auto: the space a latentbridge node stated, else "
-                                      "detection when it is unambiguous (SD1 and SDXL latents must be chosen)"),
+                "source": space_input("space the latent is in. auto: the space a latentbridge node stated, else the "
+                                      "connected MODEL's latent format, else the VAE's, else detection when it is "
+                                      "sure (SD1 and SDXL latents need the MODEL or a choice here)"),
                 "target": ([s.id for s in spaces.all()], {"default": "sdxl", "tooltip":
                            "space to convert to; same as the source returns a copy"}),
             },
+            "optional": {
+                "model": ("MODEL", {"tooltip": "the MODEL that made the latent: with source auto, its latent format says "
+                          "the space"}),
+                "vae": ("VAE", {"tooltip": "the VAE of the latent's space: with source auto, its latent channels and "
+                        "downscale narrow the space down"}),
+            },
         }
 
-    def convert(self, samples: dict, source: str = AUTO, target: str = "sdxl") -> dict[str, Any]:
-        out, text = convert_latent(samples, source, target)
+    @node_errors(INPUTS)
+    def convert(self, samples: dict, source: str = AUTO, target: str = "sdxl", model: Any = None,
+                vae: Any = None) -> dict[str, Any]:
+        out, text = convert_latent(samples, source, target, model, vae)
         return {"ui": {"text": [text]}, "result": (out, text)}
 
 

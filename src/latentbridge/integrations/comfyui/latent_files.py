@@ -28,6 +28,7 @@ from latentbridge.integrations.comfyui.common import (
     stated_space,
 )
 from latentbridge.integrations.comfyui.models import folder_paths
+from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.io.latents import FORMATS
 
 OUTPUT_SUBFOLDER = "latents"  # where Save Latent's default prefix writes, and where Load Latent looks in output/
@@ -123,6 +124,7 @@ class SaveLatent:
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
+    @node_errors()
     def save(self, samples: dict, filename_prefix: str, space: str = AUTO, prompt: Any = None,
              extra_pnginfo: Any = None) -> dict:
         tensor = latent_samples(samples)
@@ -183,6 +185,7 @@ class LoadLatent:
             return latent  # VALIDATE_INPUTS reports the problem
         return f"{stat.st_mtime_ns}:{stat.st_size}"
 
+    @node_errors()
     def load(self, latent: str, space: str = AUTO) -> tuple[dict]:
         path = latent_file_path(latent)
         lf = io.load_latent(path)

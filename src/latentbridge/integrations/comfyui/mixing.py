@@ -25,7 +25,8 @@ import torch
 from latentbridge import mixing, spaces
 from latentbridge.errors import InputError
 from latentbridge.integrations.comfyui import sampler_steps
-from latentbridge.integrations.comfyui.common import CATEGORY, latent_samples, new_latent, stated_space
+from latentbridge.integrations.comfyui.common import CATEGORY, format_space, latent_samples, new_latent, stated_space
+from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.mixing import noise as _noise
 
 SIGMAS_KEY = "latentbridge_sigmas"  # LATENT key of a Batch Unsampler batch: the sigma of each step, sigma_0 first
@@ -85,8 +86,7 @@ def forward_kind(model_sampling: Any) -> str:
 
 def model_space(model: Any) -> spaces.LatentSpace | None:
     """The registry space of a MODEL's ComfyUI latent format, if latentbridge knows it."""
-    name = type(model.get_model_object("latent_format")).__name__
-    return next((s for s in spaces.all() if s.comfy_format == name), None)
+    return format_space(model.get_model_object("latent_format"))
 
 
 def _check_latent(samples: dict, name: str) -> torch.Tensor:
@@ -211,6 +211,7 @@ class BatchUnsampler:
             },
         }
 
+    @node_errors()
     def unsample(self, model: Any, samples: dict, scheduler: str = "normal", steps: int = 20, denoise: float = 1.0,
                  seed: int = 0, noise: str = "shared") -> tuple[dict, torch.Tensor]:
         tensor = _check_latent(samples, "samples")
@@ -222,7 +223,7 @@ class BatchUnsampler:
         batch = latent_format.process_out(copies.materialise())
         out = {k: v for k, v in samples.items() if k != "batch_index"}  # one index per latent no longer fits
         out[SIGMAS_KEY] = [float(s) for s in sigmas[:-1]]
-        return new_latent(out, batch, stated_space(samples)), sigmas
+        return new_latent(out, batch, stated_space(samples) or model_space(model)), sigmas
 
 
 class MixingSampler:
@@ -264,6 +265,7 @@ class MixingSampler:
             },
         }
 
+    @node_errors()
     def get_sampler(self, sampler: str = "euler", schedule: str = "cosine", alpha_1: float = 3.0, blend: str = "lerp",
                     start: float = 0.0, stop: float = 1.0, minimum: float = 0.0, maximum: float = 1.0,
                     noise: str = "shared", eta: float = 1.0, noised_batch: dict | None = None) -> tuple[Any]:
@@ -347,6 +349,7 @@ class MixingKSampler:
             },
         }
 
+    @node_errors()
     def sample(self, model: Any, positive: Any, negative: Any, latent_image: dict, seed: int = 0, cfg: float = 7.0,
                scheduler: str = "normal", preset: str = "auto", steps: int = 0, sampler: str = PRESET,
                schedule: str = PRESET, alpha_1: float = 0.0, blend: str = PRESET, denoise: float = 0.0,
@@ -381,8 +384,7 @@ class MixingKSampler:
             mixed = _sample(model, fresh, cfg, comfy.samplers.sampler_object(name), tail, positive, negative,
                             {**latent_image, "samples": mixed}, _noise.derive_seed(seed, _noise.CLEANUP_ANCESTRAL))
             text += f"; clean-up from sigma {float(tail[0]):.4g} over {len(tail) - 1} steps"
-        out = dict(latent_image)
-        out["samples"] = mixed
+        out = new_latent(latent_image, mixed, stated_space(latent_image) or model_space(model))
         return {"ui": {"text": [text]}, "result": (out, text)}
 
 

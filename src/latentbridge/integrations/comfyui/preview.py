@@ -18,12 +18,14 @@ from latentbridge.integrations.comfyui.common import (
     stated_space,
 )
 from latentbridge.integrations.comfyui.live_preview import installed_factors
+from latentbridge.integrations.comfyui.words import node_errors
 
 
-def preview_latent(latent: dict, method: str = AUTO, space: str = AUTO, size: int = 0) -> tuple[torch.Tensor, str]:
+def preview_latent(latent: dict, method: str = AUTO, space: str = AUTO, size: int = 0, model: Any = None,
+                   vae: Any = None) -> tuple[torch.Tensor, str]:
     """A ComfyUI IMAGE of the LATENT (one image per latent, per frame for video latents) and a line saying how."""
     tensor = latent_samples(latent)
-    sp, how = resolve_space(tensor, space, stated=stated_space(latent))
+    sp, how = resolve_space(tensor, space, stated=stated_space(latent), model=model, vae=vae)
     chosen = preview.best_method(sp) if method == AUTO else method
     fitted = installed_factors(sp) if chosen == "linear" else None  # what Fit Preview Factors saved
     images = preview.preview(tensor, sp, method=chosen, domain="raw", factors=fitted, size=size or None)
@@ -53,15 +55,23 @@ class LatentPreview:
                            "Preview Factors saved in vae_approx, else the built-in ones), at latent resolution; "
                            "neural: the small trained previewer, at latent resolution; tiny: the tiny decoder from "
                            "models/vae_approx, full size. auto: the best one available for the space"}),
-                "space": space_input("space of the latent. auto: the space a latentbridge node stated, else "
-                                     "detection when it is unambiguous"),
+                "space": space_input("space of the latent. auto: the space a latentbridge node stated, else the "
+                                     "connected MODEL's latent format, else the VAE's, else detection when it is sure"),
                 "size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "longer side of each preview in "
                          "pixels; 0: as the method gives it"}),
             },
+            "optional": {
+                "model": ("MODEL", {"tooltip": "the MODEL the latent is for: with space auto, its latent format says "
+                          "the space"}),
+                "vae": ("VAE", {"tooltip": "the VAE the latent is for: with space auto, its latent channels and "
+                        "downscale narrow the space down"}),
+            },
         }
 
-    def preview(self, samples: dict, method: str = AUTO, space: str = AUTO, size: int = 0) -> dict[str, Any]:
-        images, text = preview_latent(samples, method, space, size)
+    @node_errors()
+    def preview(self, samples: dict, method: str = AUTO, space: str = AUTO, size: int = 0, model: Any = None,
+                vae: Any = None) -> dict[str, Any]:
+        images, text = preview_latent(samples, method, space, size, model, vae)
         return {"ui": {"text": [text]}, "result": (images,)}
 
 

@@ -28,6 +28,7 @@ from latentbridge.integrations.comfyui.common import (
     space_input,
     stated_space,
 )
+from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.tiny.layouts import HALVES
 from latentbridge.tiny.loader import space_of, split_name
 
@@ -79,12 +80,19 @@ def _describe(model: tiny.TinyAutoencoder) -> str:
             f"space {space}")
 
 
-def _model(value: Any) -> tiny.TinyAutoencoder:
+def _model(value: Any, half: str) -> tiny.TinyAutoencoder:
+    """The loader's tiny autoencoder, checked to know its space and to hold ``half`` (encoder or decoder)."""
     if not isinstance(value, tiny.TinyAutoencoder):
         raise InputError("input 'tiny_vae' must come from Tiny VAE Loader (latentbridge)")
     if value.space is None:
         raise InputError(f"this tiny autoencoder ({_describe(value)}) does not know its latent space, so it cannot read "
                          "or write ComfyUI LATENTs: choose the space on Tiny VAE Loader (latentbridge)")
+    if getattr(value, half) is None:
+        name = value.space.tiny or (value.name or "").removesuffix("_encoder").removesuffix("_decoder")
+        file = f"{name}_{half}.pth" if name else f"the {half} file of the {value.space.id} tiny autoencoder"
+        load = f"choose '{name}' on Tiny VAE Loader (latentbridge)" if name else "load it on Tiny VAE Loader"
+        raise InputError(f"this tiny autoencoder ({_describe(value)}) has no {half}: put {file} in models/vae_approx "
+                         f"beside the other half and {load}, then refresh")
     return value
 
 
@@ -132,6 +140,7 @@ class TinyVAELoader:
         # a digest, not the paths: ComfyUI copies this into the metadata of the files a workflow saves
         return hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
 
+    @node_errors()
     def load(self, tiny_vae: str, space: str = AUTO) -> dict[str, Any]:
         model = load_tiny(tiny_vae, space)
         return {"ui": {"text": [f"{tiny_vae}: {_describe(model)}"]}, "result": (model,)}
@@ -157,8 +166,9 @@ class TinyVAEEncode:
             },
         }
 
+    @node_errors()
     def encode(self, pixels: torch.Tensor, tiny_vae: tiny.TinyAutoencoder, fit: str = "crop") -> tuple[dict]:
-        model = _model(tiny_vae)
+        model = _model(tiny_vae, "encoder")
         images = fit_images(images_in(pixels, "pixels"), model.space.downscale, fit)
         return (new_latent({}, model.encode(images, domain="raw"), model.space),)
 
@@ -181,8 +191,9 @@ class TinyVAEDecode:
             },
         }
 
+    @node_errors()
     def decode(self, samples: dict, tiny_vae: tiny.TinyAutoencoder) -> tuple[torch.Tensor]:
-        model = _model(tiny_vae)
+        model = _model(tiny_vae, "decoder")
         tensor = latent_samples(samples)
         stated = stated_space(samples)
         if stated is not None and stated is not model.space:

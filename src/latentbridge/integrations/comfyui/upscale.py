@@ -20,6 +20,7 @@ from latentbridge.integrations.comfyui.common import (
     space_input,
     stated_space,
 )
+from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.upscale import LEARNED, METHODS, pixel_size, upscale_samples
 from latentbridge.upscale.learned import weight_name
 
@@ -37,11 +38,11 @@ def upscaler_path(choice: str, space: spaces.LatentSpace) -> Path | None:
     return models.model_path(models.LATENT_UPSCALE, own) if own in models.model_files(models.LATENT_UPSCALE) else None
 
 
-def _spaces_for(tensor: torch.Tensor, choice: str, stated: spaces.LatentSpace | None,
-                method: str) -> tuple[spaces.LatentSpace, spaces.LatentSpace | None]:
+def _spaces_for(tensor: torch.Tensor, choice: str, stated: spaces.LatentSpace | None, method: str, model: Any = None,
+                vae: Any = None) -> tuple[spaces.LatentSpace, spaces.LatentSpace | None]:
     """(space to compute with, space to record). Plain resampling of an unpacked latent is the same in every space
     with its channel count, so an SD1/SDXL latent that detection cannot place is still resized (nothing recorded)."""
-    sp, _ = resolve_space(tensor, choice, stated=stated, required=method in LEARNED)
+    sp, _ = resolve_space(tensor, choice, stated=stated, required=method in LEARNED, model=model, vae=vae)
     if sp is not None:
         return sp, sp
     found = spaces.detect(tensor, {"domain": "raw"})
@@ -52,10 +53,10 @@ def _spaces_for(tensor: torch.Tensor, choice: str, stated: spaces.LatentSpace | 
 
 
 def upscale_latent(latent: dict, method: str, scale_by: float, width: int, height: int, space: str,
-                   model: str) -> tuple[dict, str]:
+                   model: str, diffusion_model: Any = None, vae: Any = None) -> tuple[dict, str]:
     """The resized LATENT (``noise_mask`` resized with it, ``batch_index`` kept) and a line saying what was done."""
     tensor = latent_samples(latent)
-    sp, recorded = _spaces_for(tensor, space, stated_space(latent), method)
+    sp, recorded = _spaces_for(tensor, space, stated_space(latent), method, diffusion_model, vae)
     size, scale = None, scale_by
     if width or height:
         size, scale = pixel_size(tensor.shape[-2:], sp, "raw", width=width or None, height=height or None), None
@@ -100,17 +101,25 @@ class LatentUpscale:
                           "the aspect ratio"}),
                 "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8, "tooltip": "target height in "
                            "image pixels; 0: from scale_by, or from width keeping the aspect ratio"}),
-                "space": space_input("space of the latent. auto: the space a latentbridge node stated, else detection; "
-                                     "plain methods also resize latents detection cannot place"),
+                "space": space_input("space of the latent. auto: the space a latentbridge node stated, else the "
+                                     "connected MODEL's latent format, else the VAE's, else detection when it is "
+                                     "sure; plain methods also resize latents none of these can place"),
                 "model": (model_choices(), {"default": AUTO, "tooltip": "learned upscaler for nn, from "
                           "models/latent_upscale_models. auto: upscaler-<space>.safetensors there, else the one "
                           "shipped with latentbridge"}),
             },
+            "optional": {
+                "diffusion_model": ("MODEL", {"tooltip": "the MODEL the latent is for: with space auto, its latent format says "
+                          "the space"}),
+                "vae": ("VAE", {"tooltip": "the VAE the latent is for: with space auto, its latent channels and "
+                        "downscale narrow the space down"}),
+            },
         }
 
+    @node_errors()
     def upscale(self, samples: dict, method: str = "bicubic", scale_by: float = 2.0, width: int = 0, height: int = 0,
-                space: str = AUTO, model: str = AUTO) -> dict[str, Any]:
-        out, text = upscale_latent(samples, method, scale_by, width, height, space, model)
+                space: str = AUTO, model: str = AUTO, diffusion_model: Any = None, vae: Any = None) -> dict[str, Any]:
+        out, text = upscale_latent(samples, method, scale_by, width, height, space, model, diffusion_model, vae)
         return {"ui": {"text": [text]}, "result": (out,)}
 
 
