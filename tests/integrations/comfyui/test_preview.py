@@ -51,3 +51,22 @@ def test_tiny_preview_decodes_to_full_size_with_the_decoder_in_vae_approx(comfy)
     latent = {"samples": torch.randn(2, 128, 2, 3)}
     images, text = run(latent, "tiny", "flux2")
     assert images.shape == (2, 32, 48, 3) and text.endswith("by tiny") and spaces.get("flux2").tiny == "taef2"
+
+
+@pytest.mark.parametrize("space", ["wan21", "hunyuanvideo", "ltxv"])
+def test_preview_of_a_video_latent_is_an_image_batch_of_its_frames_clip_by_clip(space):
+    sp = spaces.get(space)
+    latent = {"samples": torch.randn(2, sp.channels, 5, 4, 6)}  # 2 clips of 5 latent frames, as the models give
+    images, text = run(latent, "linear", space)
+    want = preview.preview(latent["samples"], sp, method="linear", domain="raw")  # (2, 3, 5, 4, 6)
+    assert images.shape == (10, 4, 6, 3)
+    torch.testing.assert_close(images[5 + 3], want[1, :, 3].permute(1, 2, 0))  # clip 1, frame 3
+    assert f"{(2, sp.channels, 5, 4, 6)}" in text
+
+
+def test_preview_of_the_real_wan_latent_gives_its_16_frames(wan_latent):
+    raw = spaces.convert_domain(wan_latent.float(), "wan21", "model", "raw")  # what a ComfyUI LATENT holds
+    images, _ = run({"samples": raw, SPACE_KEY: "wan21"}, "linear")
+    assert images.shape == (16, 40, 64, 3)
+    torch.testing.assert_close(images[7], preview.preview(wan_latent.float(), "wan21")[0, :, 7].permute(1, 2, 0),
+                               atol=1e-4, rtol=0)
