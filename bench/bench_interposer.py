@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, shown, write_result
+from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, require, shown, write_result
 
 from latentbridge import io, spaces, tiny, weights
 from latentbridge.interposer import FusedV4, V4Config, V4Interposer, convert, discover, v4_filename
+from latentbridge.metrics import psnr, relative_mse
 from latentbridge.tiny import layouts
 
 MIRROR = Path(os.environ.get("LATENTBRIDGE_INTERPOSER_GIT", "/work/.mirror/city96+SD-Latent-Interposer/repo"))
@@ -183,10 +184,6 @@ def apply_map(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bchw,ck->bkhw", x, w[:-1]) + w[-1].view(1, -1, 1, 1)
 
 
-def rel_mse(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return float((pred - target).pow(2).mean() / target.var())
-
-
 def false_colour(latent: torch.Tensor, basis: torch.Tensor, mean: torch.Tensor, size: int) -> torch.Tensor:
     """Three principal components of a latent as RGB (for spaces without a decoder)."""
     rgb = torch.einsum("bchw,ck->bkhw", latent - mean.view(1, -1, 1, 1), basis)
@@ -227,7 +224,7 @@ def bench_quality(codecs: Codecs, models_dir) -> tuple[str, dict[str, float]]:
             preds["affine after 4x pooling"] = apply_map(fits["affine after 4x pooling"], F.avg_pool2d(f, 4))
             preds["linear on 4x4 patches"] = apply_map(fits["linear on 4x4 patches"], F.pixel_unshuffle(f, 4))
             for k, v in preds.items():
-                fwd[k].append(rel_mse(v, s))
+                fwd[k].append(float(relative_mse(v, s).mean()))
             ours_f = convert(s, "sana", "flux2", domain="taesd", models_dir=models_dir)
             naive_f = F.interpolate(apply_map(back_fit, s), scale_factor=4, mode="bicubic", align_corners=False)
             pictures = {"ours": codecs.decode_flux2(ours_f),

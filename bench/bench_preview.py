@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, write_result
+from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, require, write_result
+
+from latentbridge.metrics import psnr
 
 SHEET = ("photo_039.jpg", "photo_040.jpg", "photo_044.jpg", "photo_045.jpg", "photo_046.jpg")
 ATTRIBUTION = ("Contact sheets show the held-out photos with permissive licences only: photo_039 and photo_040 "

@@ -34,10 +34,11 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_WEIGHTS, markdown_table, peak_rss_mib, photos, psnr, require, write_result
+from common import RESULTS, SHARED_WEIGHTS, markdown_table, peak_rss_mib, photos, require, write_result
 
 from latentbridge import io, tiny
 from latentbridge.demo_data import EXAMPLES
+from latentbridge.metrics import psnr
 
 DEFAULT_GIT = os.environ.get("LATENTBRIDGE_TAESD_GIT", "/work/.mirror/madebyollin+taesd/repo")
 SPEED_TARGET, EXACT_TARGET, TILE_TARGET = 1.25, 1e-4, 1e-3

@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, psnr, require, shown, timeit, write_result
+from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, require, shown, timeit, write_result
+
+from latentbridge.metrics import psnr
 
 LOW = 256  # pixels of the photo the low latent encodes
 SPEED_LOWS = (256, 512)  # low sizes timed: the quality run's, and the one that upscales to a 1024 px image

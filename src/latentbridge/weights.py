@@ -115,7 +115,7 @@ def resolve(
     else:
         where = "no hub location is known for it"
     raise WeightsNotFoundError(
-        f"cannot find {name_or_path!s} ({' or '.join(names)}) in {', '.join(map(str, dirs))}; {where}. "
+        f"cannot find {name_or_path!s} ({' or '.join(names)}). Looked in: {', '.join(map(str, dirs))}; {where}. "
         f"Put the file in {dirs[0]} (or a folder named in ${ENV_DIRS}), or pass its path",
         filenames=names, folder=folder,
     )

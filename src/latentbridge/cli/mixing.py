@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import demo_data, io, mixing, upscale
+from .. import demo_data, io, metrics, mixing, upscale
 from ..mixing.gaussian_prior import SpectralGaussian, high_frequency_share
 from .common import add_output
 
@@ -90,8 +90,7 @@ def demo(out: Path, ctx: demo_data.DemoContext) -> list[str]:
                  "adds texture, not detail")
     share = high_frequency_share(truth).mean().item()
     for label, result in runs.items():
-        mse = (result.clamp(-1, 1) - truth).pow(2).mean().item()
-        psnr = 10 * torch.log10(torch.tensor(4.0 / mse)).item()
+        psnr = metrics.psnr(result.flatten()[None], truth.flatten()[None], low=-1.0).item()
         hf = high_frequency_share(result).mean().item() / share
         lines.append(f"  {label:<26} PSNR to the photo {psnr:5.1f} dB, high-frequency power {hf:4.2f}x the photo's")
     return lines

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .. import demo_data, io, spaces
+from .. import demo_data, io, metrics, spaces
 from ..errors import InputError, LatentBridgeError
 from .common import add_latent_input, add_output, read_latent
 
@@ -220,7 +220,7 @@ def demo(out: Path, ctx: demo_data.DemoContext) -> list[str]:
         latent = model.encode(images)
         decoded = model.decode(latent).clamp(0, 1)
         ms = (time.perf_counter() - start) * 1e3 / len(images)
-        psnr = (-10 * torch.log10(((decoded - images) ** 2).mean((1, 2, 3)))).mean()
+        psnr = metrics.psnr(decoded, images).mean()
         lines.append(f"{name}: {tuple(images.shape[-2:])} -> {tuple(latent.shape[1:])} and back, mean PSNR "
                      f"{psnr:.2f} dB, {ms:.0f} ms per image (encode + decode, {model.dtype}, {model.device})")
         rows.append(torch.cat([images, decoded], 3))

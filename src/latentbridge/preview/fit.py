@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from .. import limits
 from ..errors import InputError
+from ..metrics import psnr
 from .factors import FORMS, Factors, feature_count, features
 
 DEFAULT_RIDGE = 1e-5  # times the mean feature energy; tames collinear channels without biasing real fits
@@ -63,11 +66,17 @@ def fit_factors(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], *, forms: Se
     for form in forms:
         if form not in FORMS:
             raise InputError(f"unknown factor form {form!r}: use one of {', '.join(FORMS)}")
+    if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
+        raise InputError(f"ridge={ridge!r} is not a finite number >= 0 (the default is {DEFAULT_RIDGE:g})")
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+        raise InputError(f"patch={patch!r} is not a whole number >= 1")
     sums: dict[str, NormalEquations] = {}
     for latent, image in pairs:
         if latent.ndim != 4 or image.ndim != 4 or latent.shape[0] != image.shape[0] or image.shape[1] != 3:
             raise InputError(f"fit pairs need latents (B, C, h, w) and images (B, 3, H, W) of the same batch; got "
                              f"{tuple(latent.shape)} and {tuple(image.shape)}")
+        limits.check_not_empty(latent)
+        limits.check_not_empty(image, "the image")
         target = area_target(image, latent.shape[-2:]) * 2 - 1
         if patch > 1 and (latent.shape[-2] % patch or latent.shape[-1] % patch):
             raise InputError(f"packed factors need latents whose sides are multiples of {patch}; got "
@@ -94,7 +103,3 @@ def factors_psnr(factors: Factors, latent: torch.Tensor, image: torch.Tensor) ->
     return psnr(pred, area_target(image, latent.shape[-2:]))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of images in [0, 1] (B, C, H, W)."""
-    mse = (a.float().clamp(0, 1) - b.float().clamp(0, 1)).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))

@@ -21,13 +21,13 @@ import json
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import spaces
+from ... import metrics, spaces
 from ...errors import InputError
 from ...interposer import BridgeConfig, BridgeNet, V4Config, V4Interposer, bridge_metadata
 from ...interposer.models import no_denormals
@@ -38,6 +38,9 @@ from ..recipe import Recipe, register
 
 @dataclass
 class Options:
+    # above 0, checked when the config is read
+    positive: ClassVar[tuple[str, ...]] = ("width", "hi_width", "image_window", "image_batch")
+
     src: str = "flux2"  # the forward model's input space (the dataset needs an encoder for each space)
     dst: str = "sana"  # the forward model's output space
     arch: str = "bridge"  # bridge: latentbridge's network (any ratio) | v4: the v4.0 layout (BatchNorm, 3x3 convs)
@@ -198,24 +201,17 @@ class InterposerRecipe(Recipe):
 
     # evaluation, pictures, export ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _rel_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-item MSE relative to the variance of the target latent (the issue's flux2 -> sana measure)."""
-        err = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-        return err / target.float().flatten(1).var(1).clamp_min(1e-12)
-
     def _psnr(self, latent: torch.Tensor, image: torch.Tensor, space: spaces.LatentSpace) -> torch.Tensor:
         k = self.options.eval_decode or len(latent)
         latent, image = latent[:k], image[:k]
         picture = self.decoders[space.id].decode(spaces.convert_domain(latent, space, self.domains[space.id], "taesd"))
-        mse = (picture.float().clamp(0, 1) - image).pow(2).flatten(1).mean(1)
-        return 10 * torch.log10(1 / mse.clamp_min(1e-12))
+        return metrics.psnr(picture, image)
 
     def evaluate(self, nets, batch):
         src, dst, image = batch[self.src_key], batch[self.dst_key], batch[self.image_key]
         to_dst, to_src = nets["forward"](src), nets["backward"](dst)
-        out = {"fwd_rel_mse": float(self._rel_mse(to_dst, dst).mean()),
-               "back_rel_mse": float(self._rel_mse(to_src, src).mean())}
+        out = {"fwd_rel_mse": float(metrics.relative_mse(to_dst, dst).mean()),
+               "back_rel_mse": float(metrics.relative_mse(to_src, src).mean())}
         if self.decoders[self.dst.id]:
             out["fwd_psnr"] = float(self._psnr(to_dst, image, self.dst).mean())
         if self.decoders[self.src.id]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,8 @@ from torch import nn
 
 from ... import spaces
 from ...errors import InputError
-from ...preview import Factors, fit_factors, psnr
+from ...metrics import psnr
+from ...preview import Factors, fit_factors
 from ...preview.neural import Previewer, PreviewerConfig, file_name, metadata
 from ..cards import card_text, save_model
 from ..dataset import LatentDataset
@@ -23,6 +24,9 @@ from ..recipe import Recipe, register
 
 @dataclass
 class Options:
+    # above 0, checked when the config is read
+    positive: ClassVar[tuple[str, ...]] = ("width", "kernel", "scale")
+
     space: str = "flux2"  # latent space to preview (the dataset needs an encoder for it)
     target: str = "image"  # image: the photo averaged per latent cell | decoder: a tiny decoder's output, averaged
     decoder: str = ""  # tiny decoder for target = "decoder" (default: the space's, e.g. taef2_decoder)

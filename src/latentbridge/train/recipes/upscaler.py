@@ -22,7 +22,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from ... import spaces
+from ... import metrics, spaces
 from ...errors import InputError
 from ...io import atomic_path
 from ...upscale.learned import UpscalerConfig, UpscalerNet, to_tensors, weight_name
@@ -44,6 +44,9 @@ SENSITIVITY = "channel_sensitivity"  # cache entry: the decoder's per-channel se
 
 @dataclass
 class Options:
+    # above 0, checked when the config is read
+    positive: ClassVar[tuple[str, ...]] = ("scale_ranges", "pairs_per_item", "width", "sub", "sub_channels", "head")
+
     space: str = "flux2"  # latent space (the dataset needs its tiny encoder, e.g. taef2)
     autoencoder: str = ""  # tiny autoencoder for the round trip and the PSNR (default: the space's, e.g. taef2)
     roundtrip_weight: float = 1.0  # MSE weight toward the decode-resize-encode round trip of the low latent
@@ -249,9 +252,7 @@ class UpscalerRecipe(Recipe):
         return loss, {"mse_roundtrip": float(mse_rt.detach()), "mse_encode": float(mse_enc.detach())}
 
     def _psnr(self, latent: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        decoded = self.autoencoder.decode(latent).float().clamp(0, 1)
-        mse = (decoded - image.float()).pow(2).flatten(1).mean(1)
-        return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+        return metrics.psnr(self.autoencoder.decode(latent), image)
 
     def evaluate(self, nets, batch):
         out: dict[str, float] = {}
