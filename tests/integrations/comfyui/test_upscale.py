@@ -85,3 +85,10 @@ def test_learned_upscale_finds_the_spaces_model_in_latent_upscale_models(upscale
         run(latent, "nn", 2.0, space="sdxl")
     with pytest.raises(WeightsNotFoundError, match="gone.safetensors is not in ComfyUI's latent_upscale_models"):
         run(latent, "nn", 2.0, model="gone.safetensors")
+
+
+def test_upscale_of_a_video_latent_resizes_every_frame_and_keeps_them(comfy):
+    latent = {"samples": torch.randn(1, 16, 5, 4, 6), SPACE_KEY: "wan21"}  # a Wan LATENT: T=5 differs from C=16
+    out, _ = run(latent, "bicubic", 2.0)
+    assert out["samples"].shape == (1, 16, 5, 8, 12) and out[SPACE_KEY] == "wan21"
+    torch.testing.assert_close(out["samples"][:, :, 3], upscale.resample(latent["samples"][:, :, 3], (8, 12), "bicubic"))
