@@ -31,7 +31,7 @@ FOLDER = "interposers"  # model-folder subfolder searched for interposers
 KIND = "interposer"
 LEGACY_FORMAT = "latentbridge.interposer/1"  # files written before the one schema
 V4_REPO, V4_SUBFOLDER = "city96/SD-Latent-Interposer", "v4.0"
-# The published pairs (interposer.md §4): sources v1, xl, v3, fx, ca; targets v1, xl, v3.
+# The published pairs (docs/interposer.md): sources v1, xl, v3, fx, ca; targets v1, xl, v3.
 V4_PAIRS = (("v1", "xl"), ("v1", "v3"), ("xl", "v1"), ("xl", "v3"), ("v3", "v1"), ("v3", "xl"),
             ("fx", "v1"), ("fx", "xl"), ("fx", "v3"), ("ca", "v1"), ("ca", "xl"), ("ca", "v3"))
 
@@ -46,7 +46,7 @@ def v4_filename(src: str | spaces.LatentSpace, dst: str | spaces.LatentSpace) ->
 
 
 def _v4_scale(src: spaces.LatentSpace, dst: spaces.LatentSpace) -> float:
-    """The nearest-resize factor of a v4.0 pair: ``ca`` (/4) into /8 spaces is 0.5 (interposer.md §4)."""
+    """The nearest-resize factor of a v4.0 pair: ``ca`` (/4) into /8 spaces is 0.5 (docs/interposer.md)."""
     return src.downscale / dst.downscale
 
 

@@ -1,6 +1,6 @@
 """The network of city96's SD-Latent-Interposer v4.0, key for key, and a faster inference form of it.
 
-Layout (``interposer.md`` §2-3): ``head`` (a 3x3 shortcut conv beside three 3x3 convs, joined by ReLU), ``core``
+Layout (docs/interposer.md): ``head`` (a 3x3 shortcut conv beside three 3x3 convs, joined by ReLU), ``core``
 (index 0 a nearest resize by ``scale``, then ``blocks`` residual blocks whose input passes a BatchNorm, then a
 BatchNorm and a SiLU), ``tail`` (one 3x3 conv). The published files hold exactly this ``state_dict``. They map
 **raw** latents to raw latents.

@@ -1,6 +1,6 @@
 """Recognise how a TAESD-family state dict is laid out and bring it to the upstream ``.pth`` keys.
 
-Layouts seen in the wild (taesd.md section 2.3):
+Layouts seen in the wild (docs/tiny-autoencoders.md):
 
 * ``pth``: upstream files, one half each, keys ``<i>.<rest>`` (the decoder's first key index is 1);
 * ``prefixed``: ``encoder.<i>.<rest>`` / ``decoder.<i>.<rest>`` (the state dict of a module holding both);

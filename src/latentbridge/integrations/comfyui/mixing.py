@@ -1,7 +1,7 @@
 """Iterative mixing in ComfyUI: Batch Unsampler, Iterative Mixing Sampler (a SAMPLER) and a KSampler with presets.
 
 The core (:mod:`latentbridge.mixing`) does the work; these nodes only read what ComfyUI's MODEL knows and hand it
-over, avoiding the pitfalls of the older node pack (``../shared/reference/iterative_mixing.md`` section 6):
+over, avoiding the pitfalls of the older node pack (docs/iterative-mixing.md):
 
 * sigmas come from the MODEL itself (a ModelPatcher, never the bare model) with ComfyUI's schedulers, and the
   forward process from the model's own ``noise_scaling`` (``z + sigma eps``, or ``(1 - sigma) z + sigma eps`` for

@@ -1,5 +1,5 @@
 """Recipe ``interposer``: a pair of converters src -> dst and dst -> src trained together, v4.0's recipe with its
-known bugs fixed (interposer.md §6, §8).
+known bugs fixed (docs/interposer.md).
 
 Losses, all on latents normalised per space (so their sizes compare across spaces), L1 by default:
 
