@@ -6,11 +6,14 @@ the command writes, and every input file byte-for-byte unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,3 +77,24 @@ def assert_refused(result: Result, before: dict[str, str], *paths: str | os.Path
     if match is not None:
         assert match.lower() in lines[0].lower(), f"{match!r} not in {lines[0]!r}"
     assert snapshot(*paths) == before, "the command wrote, removed or changed files"
+
+
+@contextlib.contextmanager
+def small_disk(folder: str | os.PathLike, size: str = "64k", *, read_only: bool = False) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``folder``: a real full (or read-only) disk. Skips the test where mounting
+    is not allowed (CI runs as root, so there it runs)."""
+    import pytest
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command: a full disk is made by mounting a small tmpfs")
+    options = f"size={size}" + (",ro" if read_only else "")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not allowed'}); CI runs as root and can")
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:  # a writer left a file open
+            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)

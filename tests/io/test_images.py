@@ -1,9 +1,14 @@
+import re
+
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from latentbridge import io
 from latentbridge.errors import InputError
+from tests.contract import snapshot
+from tests.io.hostile import IMAGE_FILES, PHOTO, png16
 
 
 def test_image_round_trip_is_8_bit_exact(tmp_path):
@@ -39,3 +44,83 @@ def test_images_out_of_range_are_clamped_not_wrapped():
 def test_line_plot_draws_an_image():
     im = io.line_plot({"a": ([0, 1, 2], [0.0, 1.0, 0.5])}, title="t")
     assert im.size == (720, 440)
+
+
+def _reference(tmp_path) -> torch.Tensor:
+    return torch.from_numpy(PHOTO.astype(np.float32) / 255).permute(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("case", sorted(IMAGE_FILES))
+def test_hostile_image_files_raise_input_error_naming_the_problem(tmp_path, case):
+    make, words = IMAGE_FILES[case]
+    path = make(tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(InputError, match=re.escape(words)) as caught:
+        io.load_image(path)
+    assert str(path) in str(caught.value)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_16_bit_grey_png_keeps_its_levels(tmp_path):
+    levels = np.linspace(0, 65535, 32 * 48).reshape(32, 48).astype(np.uint16)
+    x = io.load_image(png16("g.png", levels)(tmp_path))
+    expected = torch.from_numpy(levels.astype(np.float32) / 65535)
+    for c in range(3):
+        torch.testing.assert_close(x[0, c], expected)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_16_bit_colour_pngs_keep_their_levels(tmp_path, channels):
+    wide = PHOTO.astype(np.uint16) * 257
+    grey = wide[..., :1].repeat(3, 2)
+    levels = {2: np.concatenate([wide[..., :1], np.full((32, 48, 1), 65535, np.uint16)], 2), 3: wide,
+              4: np.concatenate([wide, np.full((32, 48, 1), 65535, np.uint16)], 2)}[channels]
+    x = io.load_image(png16("c.png", levels)(tmp_path))
+    want = torch.from_numpy((grey if channels == 2 else wide).astype(np.float32) / 65535).permute(2, 0, 1)[None]
+    torch.testing.assert_close(x, want, atol=1 / 255, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["P", "RGBA", "CMYK", "L", "LA", "1"])
+def test_every_common_mode_loads_as_the_rgb_pillow_gives(tmp_path, mode):
+    image = Image.fromarray(PHOTO).convert(mode)
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    image.save(tmp_path / f"x{suffix}")
+    with Image.open(tmp_path / f"x{suffix}") as im:
+        want = torch.from_numpy(np.asarray(im.convert("RGB"), np.float32) / 255).permute(2, 0, 1)[None]
+    torch.testing.assert_close(io.load_image(tmp_path / f"x{suffix}"), want)
+
+
+def test_an_exif_rotated_photo_is_loaded_upright(tmp_path):
+    image = Image.fromarray(PHOTO)
+    exif = image.getexif()
+    exif[0x0112] = 6  # stored turned left: show it turned 90 degrees clockwise
+    image.save(tmp_path / "r.png", exif=exif)
+    x = io.load_image(tmp_path / "r.png")
+    torch.testing.assert_close(x, torch.rot90(_reference(tmp_path), -1, (2, 3)))
+
+
+def test_a_picture_above_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENTBRIDGE_MAX_PIXELS", "1000")
+    Image.fromarray(PHOTO).save(tmp_path / "x.png")
+    with pytest.raises(InputError, match="LATENTBRIDGE_MAX_PIXELS"):
+        io.load_image(tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("size", [0, (0, 8), (8, -1), 2.5, (True, 8)])
+def test_load_image_refuses_sizes_that_are_not_positive_whole_numbers(tmp_path, size):
+    Image.fromarray(PHOTO).save(tmp_path / "x.png")
+    with pytest.raises(InputError, match="size="):
+        io.load_image(tmp_path / "x.png", size=size)
+
+
+def test_a_batch_is_written_as_one_file_per_image(tmp_path):
+    x = torch.randint(0, 256, (3, 3, 8, 8)).float() / 255
+    paths = io.save_images([tmp_path / f"{i}.png" for i in range(3)], x)
+    torch.testing.assert_close(torch.cat([io.load_image(p) for p in paths]), x)
+
+
+def test_a_batch_with_one_unwritable_name_writes_none(tmp_path):
+    (tmp_path / "2.png").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        io.save_images([tmp_path / f"{i}.png" for i in range(3)], torch.rand(3, 3, 8, 8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.png"]

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -5,6 +7,9 @@ from safetensors.torch import save_file
 
 from latentbridge import io, spaces
 from latentbridge.errors import InputError
+from latentbridge.io import latents
+from tests.contract import snapshot
+from tests.io.hostile import LATENT, LATENT_FILES
 
 
 def test_comfyui_latent_with_marker_loads_as_raw(tmp_path):
@@ -151,3 +156,41 @@ def test_the_real_wan_latent_round_trips_with_shape_and_space(tmp_path, suffix, 
     assert lf.tensor.shape == (1, 16, 16, 40, 64) and lf.space == "wan21"
     back = spaces.convert_domain(lf.tensor.float(), "wan21", lf.domain, "model")
     torch.testing.assert_close(back, wan_latent.float(), atol=0.05, rtol=0.02)  # bfloat16 through the raw domain
+
+
+@pytest.mark.parametrize("case", sorted(LATENT_FILES))
+def test_hostile_latent_files_raise_input_error_naming_the_problem(tmp_path, case):
+    make, words = LATENT_FILES[case]
+    path = make(tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(InputError, match=re.escape(words)) as caught:
+        io.load_latent(path)
+    assert str(path) in str(caught.value)
+    if case.startswith("truncated"):
+        assert "pickle" not in str(caught.value)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">f2", "<f4"])
+def test_npy_of_either_byte_order_loads_the_same_values(tmp_path, dtype):
+    np.save(tmp_path / "x.npy", LATENT.astype(dtype))
+    lf = io.load_latent(tmp_path / "x.npy")
+    torch.testing.assert_close(lf.tensor.double(), torch.from_numpy(LATENT.astype(dtype).astype(np.float64)))
+
+
+def test_fortran_ordered_npy_keeps_its_layout(tmp_path):
+    np.save(tmp_path / "x.npy", np.asfortranarray(LATENT))
+    torch.testing.assert_close(io.load_latent(tmp_path / "x.npy").tensor, torch.from_numpy(LATENT))
+
+
+def test_a_too_big_npy_is_refused_from_its_header(tmp_path, monkeypatch):
+    monkeypatch.setattr(latents, "MAX_FILE_BYTES", 1000)
+    np.save(tmp_path / "x.npy", LATENT)
+    with pytest.raises(InputError, match="more than a latent file can"):
+        io.load_latent(tmp_path / "x.npy")
+
+
+def test_saving_a_dtype_latents_cannot_have_is_refused(tmp_path):
+    with pytest.raises(InputError, match="float8"):
+        io.save_latent(tmp_path / "x.safetensors", torch.zeros(1, 4, 8, 8, dtype=torch.float8_e4m3fn))
+    assert list(tmp_path.iterdir()) == []

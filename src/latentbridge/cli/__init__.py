@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from .. import __version__
+from .. import __version__, io
 from ..errors import LatentBridgeError
 
 # Core errors name Python parameters (``space=``); the CLI's messages name its flags instead.
@@ -57,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _signals_raise():
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader stopped early (`latentbridge info X | head`): not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # nothing left to flush at exit
@@ -69,9 +73,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = in_flags(str(e)) if isinstance(e, LatentBridgeError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
         sys.stderr.write(f"error: {message}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 130
+    except (KeyboardInterrupt, Stopped) as e:
+        io.remove_partials()
+        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
+        sys.stderr.write(f"error: interrupted by {signal.Signals(signum).name}; unfinished files were removed\n")
+        return 128 + signum
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP, raised where the program was, so unfinished writes remove their temporary files."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While a command runs, SIGTERM and SIGHUP raise :class:`Stopped` (SIGINT already raises KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

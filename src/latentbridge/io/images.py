@@ -4,40 +4,86 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 
+from .. import limits
 from ..errors import InputError
-from .atomic import atomic_path
+from .atomic import atomic_path, atomic_paths, check_readable
 
+_WIDE_GREY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}  # mode -> white
+_FLOAT_PIXELS = "floating-point pixels (Pillow mode F) have no standard range: save the picture with 8 or 16 bits"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 _PIL_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF", ".bmp": "BMP"}
 
 
 def load_image(path: str | os.PathLike, *, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-    """Read an image file as (1, 3, H, W) float in [0, 1]; ``size`` resizes (Lanczos) to a side or (H, W)."""
-    path = Path(path)
+    """Read an image file as (1, 3, H, W) float in [0, 1]; ``size`` resizes (Lanczos) to a side or (H, W).
+
+    The file is read by :func:`open_image` (checked, upright); 16-bit grey levels keep their precision unless resized.
+    """
+    if size is not None:
+        h, w = (size, size) if not isinstance(size, tuple | list) or len(size) != 2 else size
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (h, w)):
+            raise InputError(f"size={size!r}: give a side or (height, width) of whole numbers >= 1")
+    image = open_image(path, rgb=size is not None)
+    if size is not None:
+        image = image.resize((w, h), Image.Resampling.LANCZOS)
+    return pil_to_tensor(image)
+
+
+def open_image(path: str | os.PathLike, *, rgb: bool = False) -> Image.Image:
+    """Decode an image file, turned as its EXIF orientation says; ``rgb`` gives 8-bit RGB (16-bit grey scaled down).
+
+    Every reader of pictures goes through here, so each gets the same checks: pictures above Pillow's
+    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) or the pixel limit of :mod:`latentbridge.limits` are
+    refused before they are decoded, and damaged or truncated files raise :class:`InputError` naming the file.
+    Transparency is dropped (the colours under it are kept, as ComfyUI's image loader does).
+    """
+    path = check_readable(path, "an image file")
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if size is not None:
-                h, w = (size, size) if isinstance(size, int) else size
-                im = im.resize((w, h), Image.Resampling.LANCZOS)
-            return pil_to_tensor(im)
-    except FileNotFoundError as e:
-        raise InputError(f"{path}: no such image file") from e
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise InputError(f"{path}: not a readable image ({e})") from e
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                limits.check_pixels(1, im.height, im.width, what="the picture", fix="shrink it first")
+                if im.mode == "F":
+                    raise InputError(_FLOAT_PIXELS)
+                upright = ImageOps.exif_transpose(im)  # decodes every pixel: a truncated file fails here
+                return _rgb(upright) if rgb else upright
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"{path}: refusing to decode a possible decompression bomb ({str(e).rstrip('.')}); if the "
+                         "picture is genuine, shrink it first (or raise PIL.Image.MAX_IMAGE_PIXELS in Python)") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # Pillow's decoders fail on hostile bytes in many ways (OSError, SyntaxError, struct.error)
+        raise InputError(f"{path}: not a readable image ({e}); it may be truncated or of another format") from e
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL image -> (1, 3, H, W) float in [0, 1]."""
-    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    """PIL image -> (1, 3, H, W) float in [0, 1]; 16- and 32-bit integer grey levels keep their precision."""
+    if image.mode in _WIDE_GREY:
+        grey = np.asarray(image, dtype=np.float32) / _WIDE_GREY[image.mode]
+        array = np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2)
+    else:
+        array = np.asarray(_rgb(image), dtype=np.float32) / 255.0
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB; wide grey levels are scaled down (Pillow would clip them), floating-point pixels are refused."""
+    if image.mode == "F":
+        raise InputError(_FLOAT_PIXELS)
+    if image.mode in _WIDE_GREY:
+        levels = np.asarray(image, dtype=np.float64) * (255 / _WIDE_GREY[image.mode])
+        return Image.fromarray(np.clip(levels + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
 
 
 def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -71,6 +117,7 @@ def make_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 2
 def save_image(path: str | os.PathLike, images: torch.Tensor, *, nrow: int | None = None, overwrite: bool = False,
                quality: int = 95) -> Path:
     """Write images in [0, 1] atomically; a batch becomes a grid."""
+    limits.check_not_empty(images, "the image batch")
     x = images if images.ndim == 4 else images.unsqueeze(0)
     if x.shape[0] > 1:
         x = make_grid(x, nrow=nrow)
@@ -80,13 +127,35 @@ def save_image(path: str | os.PathLike, images: torch.Tensor, *, nrow: int | Non
 def save_pil(path: str | os.PathLike, image: Image.Image, *, overwrite: bool = False, quality: int = 95) -> Path:
     """Write one PIL image atomically; the format follows the extension."""
     path = Path(path)
+    fmt = _format_of(path)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        _write(image, tmp, fmt, quality)
+    return path
+
+
+def save_images(paths: Sequence[str | os.PathLike], images: torch.Tensor, *, overwrite: bool = False,
+                quality: int = 95) -> list[Path]:
+    """Write each image of a batch (B, 3, H, W) to its own file: all of them or none (replaced files come back)."""
+    paths = [Path(p) for p in paths]
+    if images.ndim != 4 or len(paths) != images.shape[0]:
+        raise InputError(f"{len(paths)} file names for images of shape {tuple(images.shape)}: give one name per image")
+    formats = [_format_of(p) for p in paths]
+    with atomic_paths(paths, overwrite=overwrite) as temps:
+        for image, tmp, fmt in zip(tensor_to_pil(images), temps, formats, strict=True):
+            _write(image, tmp, fmt, quality)
+    return paths
+
+
+def _format_of(path: Path) -> str:
     fmt = _PIL_FORMAT.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: unknown image type {path.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-        image.save(tmp, format=fmt, **options)
-    return path
+    return fmt
+
+
+def _write(image: Image.Image, tmp: Path, fmt: str, quality: int) -> None:
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    image.save(tmp, format=fmt, **options)
 
 
 def save_animation(path: str | os.PathLike, frames: Sequence[torch.Tensor], *, duration_ms: int = 120,
@@ -97,6 +166,10 @@ def save_animation(path: str | os.PathLike, frames: Sequence[torch.Tensor], *, d
         raise InputError(f"{path}: animations are written as .webp or .gif")
     if not frames:
         raise InputError("an animation needs at least one frame")
+    for frame in frames:
+        limits.check_not_empty(frame, "a frame")
+    if isinstance(duration_ms, bool) or not isinstance(duration_ms, int) or duration_ms < 1:
+        raise InputError(f"duration_ms={duration_ms!r} is not a whole number of milliseconds >= 1")
     pil = [tensor_to_pil(f if f.ndim == 3 or f.shape[0] == 1 else make_grid(f))[0] for f in frames]
     fmt = "WEBP" if path.suffix.lower() == ".webp" else "GIF"
     with atomic_path(path, overwrite=overwrite) as tmp:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,10 +14,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .. import __version__, spaces
-from ..errors import InputError, WeightsFormatError
+from .. import __version__, limits, spaces
+from ..errors import InputError, LatentBridgeError, WeightsFormatError
 from ..weights import safetensors_header, torch_load
-from .atomic import atomic_path, check_writable
+from .atomic import atomic_path, check_readable, check_writable
 
 COMFY_KEY = "latent_tensor"
 COMFY_MARKER = "latent_format_version_0"
@@ -23,6 +25,7 @@ LEGACY_SD1_SCALE = 0.18215  # ComfyUI's files without the marker hold SD1 latent
 OUR_KEY = "latent"
 META_PREFIX = "latentbridge."
 MAX_FILE_BYTES = 4 << 30  # a bigger "latent" file is a checkpoint or a data set: refused before its data is read
+DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # what every operation on latents takes
 FORMATS = {".safetensors": "safetensors", ".latent": "comfyui", ".npy": "npy", ".pt": "torch", ".pth": "torch"}
 
 
@@ -48,20 +51,31 @@ def _format_of(path: Path) -> str:
 
 def load_latent(path: str | os.PathLike, *, space: str | None = None, domain: str | None = None) -> LatentFile:
     """Read a latent file; ``space``/``domain`` state what it holds when the file does not say."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    path = check_readable(path, "a latent file")
     fmt = _format_of(path)
     loaders = {"safetensors": _load_safetensors, "comfyui": _load_safetensors, "npy": _load_npy, "torch": _load_torch}
     result = loaders[fmt](path)
     result.path = path
-    if space is not None:
-        result.space = spaces.get(space).id
-    if domain is not None:
-        result.domain = spaces._domain(domain)
-    if not result.tensor.is_floating_point():
-        raise InputError(f"{path}: the latent has dtype {result.tensor.dtype}; latents must be floating point")
+    result.space = spaces.get(space).id if space is not None else _stated(path, "space", result.space)
+    result.domain = spaces._domain(domain) if domain is not None else _stated(path, "domain", result.domain)
+    t = result.tensor
+    if t.dtype not in DTYPES:
+        raise InputError(f"{path}: the latent has dtype {str(t.dtype).removeprefix('torch.')}; latents are "
+                         f"{', '.join(str(d).removeprefix('torch.') for d in DTYPES)}")
+    if t.ndim == 0:
+        raise InputError(f"{path}: holds a single number, not a latent (B, C, H, W)")
     return result
+
+
+def _stated(path: Path, what: str, value: str | None) -> str | None:
+    """The space or domain a file's metadata states, checked against the registry."""
+    if value is None:
+        return None
+    try:
+        return spaces.get(value).id if what == "space" else spaces._domain(value)
+    except LatentBridgeError:
+        raise InputError(f"{path}: its metadata names the {what} {value!r}, which latentbridge does not know; state "
+                         f"what the file holds with {what}=") from None
 
 
 def _load_safetensors(path: Path) -> LatentFile:
@@ -86,29 +100,57 @@ def _load_safetensors(path: Path) -> LatentFile:
         if legacy:
             return LatentFile(tensor.float() / LEGACY_SD1_SCALE, "sd1", "raw", metadata, tensors, "comfyui-legacy")
         return LatentFile(tensor, ours.get("space"), ours.get("domain", "raw"), metadata, tensors, "comfyui")
+    if path.suffix.lower() == ".latent":
+        raise InputError(f"{path}: holds no {COMFY_KEY!r} tensor, so it is not a ComfyUI latent file (tensors: "
+                         f"{', '.join(sorted(tensors)) or 'none'})")
+    tensors.pop(COMFY_MARKER, None)
     ours = {k[len(META_PREFIX):]: v for k, v in metadata.items() if k.startswith(META_PREFIX)}
     if OUR_KEY in tensors:
         tensor = tensors.pop(OUR_KEY)
     elif len(tensors) == 1:
         tensor = tensors.pop(next(iter(tensors)))
     else:
-        raise InputError(f"{path}: holds tensors {sorted(tensors)} but none named {OUR_KEY!r} or {COMFY_KEY!r}; "
-                         "which one is the latent?")
+        names = sorted(tensors)
+        listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all; is it a model file?)" if len(names) > 6 else "")
+        raise InputError(f"{path}: holds tensors {listed} but none named {OUR_KEY!r} or {COMFY_KEY!r}; which one is "
+                         "the latent?")
     return LatentFile(tensor, ours.get("space"), ours.get("domain"), metadata, tensors, "safetensors")
 
 
 def _load_npy(path: Path) -> LatentFile:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        raise InputError(f"{path}: refusing to load: the file holds Python objects (a pickle), not a plain array") from e
-    except (OSError, EOFError) as e:
-        raise InputError(f"{path}: not a readable .npy file ({e}); it may be truncated") from e
-    return LatentFile(torch.from_numpy(np.ascontiguousarray(array)), format="npy")
+    """A plain numeric ``.npy`` array; its header is checked before any data is read (pickles never are)."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+        except (ValueError, EOFError, SyntaxError, TypeError) as e:
+            raise InputError(f"{path}: not a .npy file (its NumPy header cannot be read: {e}); it may be truncated or "
+                             "of another format") from None
+        if dtype.hasobject:
+            raise InputError(f"{path}: refusing to load: the array holds Python objects (a pickle), not numbers")
+        if dtype.names is not None or dtype.subdtype is not None:
+            raise InputError(f"{path}: holds a structured array (fields {', '.join(dtype.names or ())}), not a plain "
+                             "array of numbers")
+        expected = math.prod(shape) * dtype.itemsize
+        if expected > MAX_FILE_BYTES:
+            raise InputError(f"{path}: holds {expected / 1e9:.1f} GB of data, more than a latent file can "
+                             f"({MAX_FILE_BYTES >> 30} GiB)")
+        available = os.fstat(f.fileno()).st_size - f.tell()
+        if available < expected:
+            raise InputError(f"{path}: the file is truncated: its header promises {dtype} {shape} ({expected} bytes) "
+                             f"but only {available} bytes follow")
+        array = np.fromfile(f, dtype=dtype, count=math.prod(shape)).reshape(shape, order="F" if fortran else "C")
+    try:  # big-endian files are read as native numbers, the same values
+        return LatentFile(torch.from_numpy(array.astype(dtype.newbyteorder("="), order="C", copy=False)), format="npy")
+    except TypeError as e:  # types torch has no counterpart for (strings, dates, float128)
+        raise InputError(f"{path}: holds {dtype} values, not numbers a latent can be made of") from e
 
 
 def _load_torch(path: Path) -> LatentFile:
-    obj = torch_load(path, error=InputError)
+    with warnings.catch_warnings():  # torch's notes on pickle protocols would add lines to a one-line refusal
+        warnings.simplefilter("ignore", UserWarning)
+        obj = torch_load(path, error=InputError)
     if isinstance(obj, torch.Tensor):
         return LatentFile(obj, format="torch")
     if isinstance(obj, dict):
@@ -136,8 +178,10 @@ def save_latent(
     path = Path(path)
     fmt = _format_of(path)
     check_writable(path, overwrite=overwrite)
-    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-        raise InputError("save_latent needs a floating-point torch.Tensor")
+    if not isinstance(tensor, torch.Tensor) or tensor.dtype not in DTYPES:
+        raise InputError(f"save_latent needs a torch.Tensor of {', '.join(str(d).removeprefix('torch.') for d in DTYPES)}; "
+                         f"got {getattr(tensor, 'dtype', type(tensor).__name__)}")
+    limits.check_not_empty(tensor)
     if not bool(torch.isfinite(tensor).all()):
         raise InputError(f"refusing to write {path}: the latent holds NaN or infinite values")
     sp = spaces.get(space) if space is not None else None
