@@ -18,10 +18,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from latentbridge import spaces
 from latentbridge.interposer import V4_PAIRS, load_file, v4_filename
 from latentbridge.interposer.models import V4_REPO, V4_SUBFOLDER
 from latentbridge.tiny import layouts
-from latentbridge.tiny.loader import HUB
 
 from .contract import run_cli_process
 from .hub_server import Running
@@ -173,6 +173,7 @@ torch.save(out, sys.argv[1])
 """
 
 _VARIANTS = {"taef2": ("flux_2", 32)}
+HUB = {name: spaces.tiny_model(name)[0].hub for name in spaces.tiny_names(video=False)}  # the registry's hub files
 
 
 @pytest.mark.parametrize("name", [n for n, h in HUB.items() if h is not None])

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import AmbiguousError, InputError, UnknownSpaceError
+from .hub import HubFile
 
 DOMAINS = ("raw", "model", "taesd")
 
@@ -54,6 +55,34 @@ class Packing:
 
 
 @dataclass(frozen=True)
+class TinyModel:
+    """A published tiny autoencoder of a space: its name, its TAESD architecture variant, and where the hub has it.
+
+    Image models (TAESD family) are published as ``<name>_encoder`` / ``<name>_decoder`` halves and sometimes as one
+    combined ``hub`` file; video models (TAEHV family, ``video=True``) as one file named ``<name>``.
+    """
+
+    name: str
+    variant: str = "standard"  # TAESD architecture variant (tiny/layouts.py): standard | flux_2 | f32
+    hub: HubFile | None = None  # the published combined file, where there is one
+    video: bool = False  # a TAEHV-family model that takes whole clips (B, C, T, H, W)
+
+
+@dataclass(frozen=True)
+class MixingPreset:
+    """Starting settings of one mixing upscale for a family (see latentbridge.mixing.presets for where they come from)."""
+
+    steps: int  # sampler steps of the mixing pass
+    alpha_1: float  # cosine exponent: larger lets go of the noised copy sooner
+    schedule: str = "cosine"  # see mixing.schedules
+    sampler: str = "euler"
+    blend: str = "lerp"
+    denoise: float = 1.0  # fraction of the schedule the mixing pass runs (1 = from the noisiest sigma)
+    cleanup: float = 0.15  # fraction of the schedule the clean-up pass re-runs (0 = no clean-up)
+    scale: float = 2.0  # upscale factor before mixing
+
+
+@dataclass(frozen=True)
 class LatentSpace:
     """One latent space: shape, normalisation between domains, preview factors and the models that serve it."""
 
@@ -71,11 +100,16 @@ class LatentSpace:
     packing: Packing | None = None  # model-domain packing that the taesd domain undoes
     rgb_factors: tuple[tuple[float, float, float], ...] | None = None  # rows = taesd-domain channels, to [-1, 1]
     rgb_bias: tuple[float, float, float] | None = None
-    tiny: str | None = None  # TAESD-family weight name
+    tiny_models: tuple[TinyModel, ...] = ()  # published tiny autoencoders, the preferred image one first
     interposer_code: str | None = None  # code in city96's v4.0 file names
     prediction: str = "eps"  # eps | v | flow: selects the forward (noising) process
     comfy_format: str | None = None  # ComfyUI latent_formats class name
     families: tuple[str, ...] = ()  # model families that share this space
+    diffusers_pipelines: tuple[str, ...] = ()  # class-name prefixes of the diffusers pipelines that sample in it
+    diffusers_vaes: tuple[str, ...] = ()  # diffusers VAE classes whose latents it is (shared ones: told by config)
+    mixing: MixingPreset | None = None  # mixing-upscale starting settings (others use their prediction's)
+    guidance: float | None = None  # the family's usual classifier-free guidance scale in diffusers
+    prior: float = 0.5  # how common the space is in the wild: ranks equally fitting detection candidates
     notes: str = ""
     sources: Mapping[str, str] = field(default_factory=dict)  # field name -> where the number comes from
 
@@ -91,6 +125,11 @@ class LatentSpace:
         for stats in (self.latents_mean, self.latents_std):
             if stats is not None and len(stats) != self.channels:
                 raise ValueError(f"{self.id}: per-channel statistics need {self.channels} values")
+
+    @property
+    def tiny(self) -> str | None:
+        """Name of the preferred image (TAESD-family) tiny autoencoder, or None."""
+        return next((m.name for m in self.tiny_models if not m.video), None)
 
     @property
     def taesd_channels(self) -> int:
@@ -768,11 +807,17 @@ _QWENIMAGE21_RGB = _rgb("""
       0.0220   0.0074   0.0100
 """)
 
-_REGISTRY: tuple[LatentSpace, ...] = (
+_DIFFUSERS = "diffusion_pytorch_model.safetensors"
+_TAESDXL = TinyModel("taesdxl", hub=HubFile("madebyollin/taesdxl", _DIFFUSERS))
+
+_REGISTRY: list[LatentSpace] = [
     LatentSpace(
         id="sd1", title="Stable Diffusion 1.x / 2.x", channels=4, downscale=8, scaling_factor=0.18215,
         aliases=("v1", "sd15", "sd1.5", "sd1x", "sd2", "sd21", "sd2.1", "SD15", "stable-diffusion-1.5"),
-        rgb_factors=_SD15_RGB, tiny="taesd", interposer_code="v1", comfy_format="SD15",
+        rgb_factors=_SD15_RGB, interposer_code="v1", comfy_format="SD15",
+        tiny_models=(TinyModel("taesd", hub=HubFile("madebyollin/taesd", _DIFFUSERS)), TinyModel("taesdv", video=True)),
+        diffusers_pipelines=("StableDiffusion",), diffusers_vaes=("AutoencoderKL",), prior=1.0, guidance=7.5,
+        mixing=MixingPreset(steps=30, alpha_1=3.0, sampler="dpmpp_2m", cleanup=0.15),
         families=("SD1.x", "SD2.x", "PixArt-alpha", "SVD", "Stable Zero123"),
         notes="SD2.x shares the SD1 VAE and scale; 768-px SD2 models are v-prediction.",
         sources={"scaling_factor": COMFY, "rgb_factors": COMFY, "tiny": "madebyollin/taesd:README.md",
@@ -781,7 +826,9 @@ _REGISTRY: tuple[LatentSpace, ...] = (
     LatentSpace(
         id="sdxl", title="Stable Diffusion XL", channels=4, downscale=8, scaling_factor=0.13025,
         aliases=("xl", "SDXL", "sd-xl", "ssd1b", "pixart-sigma", "auraflow", "hunyuandit"),
-        rgb_factors=_SDXL_RGB, rgb_bias=(0.1084, -0.0175, -0.0011), tiny="taesdxl", interposer_code="xl",
+        rgb_factors=_SDXL_RGB, rgb_bias=(0.1084, -0.0175, -0.0011), interposer_code="xl",
+        tiny_models=(_TAESDXL,), diffusers_pipelines=("StableDiffusionXL",), diffusers_vaes=("AutoencoderKL",),
+        prior=1.0, guidance=5.0, mixing=MixingPreset(steps=30, alpha_1=3.0, sampler="dpmpp_2m", cleanup=0.15),
         comfy_format="SDXL", families=("SDXL", "SDXL refiner", "SSD-1B", "AuraFlow", "PixArt-Sigma", "HunyuanDiT"),
         notes="Raw SDXL latents are statistically close to raw SD1 latents: detection cannot tell them apart.",
         sources={"scaling_factor": COMFY, "rgb_factors": COMFY + " (since e5ecdfdd)", "tiny": "madebyollin/taesd:README.md",
@@ -791,7 +838,7 @@ _REGISTRY: tuple[LatentSpace, ...] = (
         id="playground25", title="Playground v2.5 (SDXL VAE, EDM normalisation)", channels=4, downscale=8,
         scaling_factor=0.5, latents_mean=(-1.6574, 1.886, -1.383, 2.5155), latents_std=(8.4927, 5.9022, 6.5498, 5.2299),
         aliases=("playground", "playground-v2.5", "SDXL_Playground_2_5"), rgb_factors=_PLAYGROUND_RGB,
-        tiny="taesdxl", comfy_format="SDXL_Playground_2_5", prediction="eps",
+        tiny_models=(_TAESDXL,), comfy_format="SDXL_Playground_2_5", prediction="eps", diffusers_vaes=("AutoencoderKL",),
         notes="Same VAE as SDXL; TAESDXL expects raw*0.13025, so tiny previews are approximate.",
         sources={"scaling_factor": COMFY, "latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY},
     ),
@@ -803,14 +850,19 @@ _REGISTRY: tuple[LatentSpace, ...] = (
     LatentSpace(
         id="sd3", title="Stable Diffusion 3 / 3.5", channels=16, downscale=8, scaling_factor=1.5305, shift_factor=0.0609,
         aliases=("v3", "sd35", "sd3.5", "SD3"), rgb_factors=_SD3_RGB, rgb_bias=(0.2394, 0.2135, 0.1925),
-        tiny="taesd3", interposer_code="v3", comfy_format="SD3", prediction="flow",
+        tiny_models=(TinyModel("taesd3", hub=HubFile("madebyollin/taesd3", _DIFFUSERS)),), interposer_code="v3",
+        comfy_format="SD3", prediction="flow", diffusers_pipelines=("StableDiffusion3",), diffusers_vaes=("AutoencoderKL",),
+        prior=0.7, guidance=7.0, mixing=MixingPreset(steps=28, alpha_1=1.5, sampler="flow_euler", cleanup=0.1),
         sources={"scaling_factor": COMFY, "shift_factor": COMFY, "rgb_factors": COMFY + " (since 8dfa0cc5)",
                  "tiny": "madebyollin/taesd:README.md", "interposer_code": INTERPOSER},
     ),
     LatentSpace(
         id="flux1", title="FLUX.1", channels=16, downscale=8, scaling_factor=0.3611, shift_factor=0.1159,
         aliases=("fx", "flux", "flux.1", "Flux", "lumina2", "z-image", "hidream", "chroma", "omnigen2"),
-        rgb_factors=_FLUX1_RGB, rgb_bias=(-0.0329, -0.0718, -0.0851), tiny="taef1", interposer_code="fx",
+        rgb_factors=_FLUX1_RGB, rgb_bias=(-0.0329, -0.0718, -0.0851), interposer_code="fx",
+        tiny_models=(TinyModel("taef1", hub=HubFile("madebyollin/taef1", _DIFFUSERS)),),
+        diffusers_pipelines=("Flux",), diffusers_vaes=("AutoencoderKL",), prior=1.0, guidance=3.5,
+        mixing=MixingPreset(steps=28, alpha_1=1.5, sampler="flow_euler", cleanup=0.1),
         comfy_format="Flux", prediction="flow",
         families=("FLUX.1", "Lumina 2", "Z-Image", "HiDream", "Chroma", "OmniGen2", "Kandinsky 5 image"),
         notes="The transformer packs 2x2 patches internally; the latent itself is not packed.",
@@ -820,7 +872,9 @@ _REGISTRY: tuple[LatentSpace, ...] = (
     LatentSpace(
         id="flux2", title="FLUX.2", channels=128, downscale=16, packing=Packing(patch=2, unpacked_channels=32),
         aliases=("flux.2", "Flux2"), rgb_factors=_FLUX2_RGB, rgb_bias=(-0.0329, -0.0718, -0.0851),
-        tiny="taef2", comfy_format="Flux2", prediction="flow",
+        tiny_models=(TinyModel("taef2", variant="flux_2", hub=HubFile("madebyollin/taef2", "taef2.safetensors")),),
+        comfy_format="Flux2", prediction="flow", diffusers_pipelines=("Flux2",), diffusers_vaes=("AutoencoderKLFlux2",),
+        prior=0.8,
         notes=("raw = model = ComfyUI's LATENT: the 32-channel VAE latent packed 2x2 (channel 4c+2i+j) and "
                "batch-norm normalised; taesd = that latent unpacked to 32 channels at /8 (what TAEF2 takes). "
                "The published bias equals FLUX.1's."),
@@ -844,7 +898,9 @@ _REGISTRY: tuple[LatentSpace, ...] = (
     ),
     LatentSpace(
         id="sana", title="Sana (DC-AE f32c32)", channels=32, downscale=32, scaling_factor=0.41407,
-        aliases=("dc-ae", "dcae", "sana1.5", "dc-ae-f32c32"), tiny="taesana", prediction="flow",
+        aliases=("dc-ae", "dcae", "sana1.5", "dc-ae-f32c32"), prediction="flow", prior=0.6,
+        tiny_models=(TinyModel("taesana", variant="f32"),),  # only the upstream .pth halves are published
+        diffusers_pipelines=("Sana",), diffusers_vaes=("AutoencoderDC",),
         rgb_factors=_SANA_RGB, rgb_bias=(-0.0262, -0.1216, -0.2195),
         notes="scaling_factor from mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers as hard-coded by third-party ports.",
         sources={"scaling_factor": "mit-han-lab/dc-ae-f32c32-sana-1.0-diffusers config (third-party ports)",
@@ -858,7 +914,9 @@ _REGISTRY: tuple[LatentSpace, ...] = (
         latents_std=(2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708, 2.6052, 2.0743,
                      3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160),
         aliases=("wan", "wan2.1", "qwen-image", "qwenimage", "Wan21"), rgb_factors=_WAN21_RGB,
-        rgb_bias=(-0.1835, -0.0868, -0.3360), comfy_format="Wan21", prediction="flow",
+        rgb_bias=(-0.1835, -0.0868, -0.3360), comfy_format="Wan21", prediction="flow", prior=0.6,
+        tiny_models=(TinyModel("taew2_1", video=True), TinyModel("lighttaew2_1", video=True)),
+        diffusers_pipelines=("Wan", "QwenImage"), diffusers_vaes=("AutoencoderKLWan", "AutoencoderKLQwenImage"),
         families=("Wan 2.1", "Qwen-Image", "Cosmos-Predict2 T2I"),
         notes="5-D latents (B, C, T, H, W); images are one frame. Wan 2.2 14B also uses this VAE.",
         sources={"latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY},
@@ -879,6 +937,9 @@ _REGISTRY: tuple[LatentSpace, ...] = (
                      0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744),
         aliases=("wan2.2-5b", "wan2.2-ti2v", "Wan22"), rgb_factors=_WAN22_RGB, rgb_bias=(0.0317, -0.0878, -0.1388),
         comfy_format="Wan22", prediction="flow", families=("Wan 2.2 TI2V-5B",),
+        tiny_models=(TinyModel("taew2_2", video=True), TinyModel("taew2_2_super", video=True),
+                     TinyModel("lighttaew2_2", video=True)),
+        diffusers_pipelines=("Wan",), diffusers_vaes=("AutoencoderKLWan",),
         notes="The VAE packs 2x2 pixels before its /8 convolutions, hence /16. Wan 2.2 14B uses wan21.",
         sources={"latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY, "downscale": COMFY},
     ),
@@ -886,6 +947,8 @@ _REGISTRY: tuple[LatentSpace, ...] = (
         id="hunyuanvideo", title="HunyuanVideo", channels=16, downscale=8, ndim=5, temporal_downscale=4,
         scaling_factor=0.476986, aliases=("hunyuan-video", "hyv", "HunyuanVideo"), rgb_factors=_HUNYUANVIDEO_RGB,
         rgb_bias=(0.0259, -0.0192, -0.0761), comfy_format="HunyuanVideo", prediction="flow",
+        tiny_models=(TinyModel("taehv", video=True),), diffusers_pipelines=("HunyuanVideo", "HunyuanSkyreels"),
+        diffusers_vaes=("AutoencoderKLHunyuanVideo",),
         families=("HunyuanVideo", "HunyuanVideo I2V", "SkyReels V1", "Kandinsky 5 video"),
         sources={"scaling_factor": COMFY, "rgb_factors": COMFY},
     ),
@@ -893,12 +956,17 @@ _REGISTRY: tuple[LatentSpace, ...] = (
         id="hunyuanvideo15", title="HunyuanVideo 1.5", channels=32, downscale=16, ndim=5, temporal_downscale=4,
         scaling_factor=1.03682, aliases=("hunyuan-video-1.5", "hyv15", "HunyuanVideo15"),
         rgb_factors=_HUNYUANVIDEO15_RGB, rgb_bias=(0.0456, -0.0202, -0.0644), comfy_format="HunyuanVideo15",
+        tiny_models=(TinyModel("taehv1_5", video=True), TinyModel("taehv1_5_super", video=True)),
+        diffusers_pipelines=("HunyuanVideo15",), diffusers_vaes=("AutoencoderKLHunyuanVideo15",),
         prediction="flow", sources={"scaling_factor": COMFY, "rgb_factors": COMFY},
     ),
     LatentSpace(
         id="ltxv", title="LTX-Video / LTX-2", channels=128, downscale=32, ndim=5, temporal_downscale=8,
         aliases=("ltx", "ltx-video", "ltx2", "ltx-2", "LTXV"), rgb_factors=_LTXV_RGB,
         rgb_bias=(-0.0571, -0.1657, -0.2512), comfy_format="LTXV", prediction="flow",
+        tiny_models=(TinyModel("taeltx_2", video=True), TinyModel("taeltx2_3", video=True),
+                     TinyModel("taeltx2_3_wide", video=True)),
+        diffusers_pipelines=("LTX",), diffusers_vaes=("AutoencoderKLLTXVideo", "AutoencoderKLLTX2Video"),
         families=("LTX-Video", "LTX-2", "LTX-2.3"),
         notes=("raw = model: the per-channel statistics live inside the VAE. ComfyUI's LTXAV (video and audio "
                "packed together) is a different tensor and is not this space."),
@@ -913,18 +981,21 @@ _REGISTRY: tuple[LatentSpace, ...] = (
                      0.8244560132752793, 0.917259975397747, 0.9294154431013696, 1.3720942357788521,
                      0.881393668867029, 0.9168315692124348, 0.9185249279345552, 0.9274757570805041),
         aliases=("mochi1", "mochi-1", "Mochi"), rgb_factors=_MOCHI_RGB, rgb_bias=(-0.0940, -0.1418, -0.1453),
-        comfy_format="Mochi", prediction="flow",
+        comfy_format="Mochi", prediction="flow", diffusers_pipelines=("Mochi",), diffusers_vaes=("AutoencoderKLMochi",),
         sources={"latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY},
     ),
     LatentSpace(
         id="cogvideox", title="CogVideoX-2b", channels=16, downscale=8, ndim=5, temporal_downscale=4,
         scaling_factor=1.15258426, aliases=("cogvideox-2b", "cogvideo", "CogVideoX"), comfy_format="CogVideoX",
+        tiny_models=(TinyModel("taecvx", video=True),), diffusers_pipelines=("CogVideoX",),
+        diffusers_vaes=("AutoencoderKLCogVideoX",),
         prediction="v", notes="The 5b-class checkpoints use another scale: cogvideox15. ComfyUI publishes no factors.",
         sources={"scaling_factor": COMFY + " (THUDM/CogVideoX-2b vae/config.json)"},
     ),
     LatentSpace(
         id="cogvideox15", title="CogVideoX-5b / 1.5-5B", channels=16, downscale=8, ndim=5, temporal_downscale=4,
         scaling_factor=0.7, aliases=("cogvideox-5b", "cogvideox-1.5-5b", "CogVideoX1_5"), comfy_format="CogVideoX1_5",
+        diffusers_pipelines=("CogVideoX",), diffusers_vaes=("AutoencoderKLCogVideoX",),
         prediction="v", families=("CogVideoX-5b", "CogVideoX-1.5-5B", "CogVideoX-Fun V1.5"),
         notes="Same VAE as cogvideox; only the scale differs. ComfyUI publishes no factors.",
         sources={"scaling_factor": COMFY + " (THUDM/CogVideoX-5b vae/config.json)"},
@@ -933,6 +1004,7 @@ _REGISTRY: tuple[LatentSpace, ...] = (
         id="cosmos1", title="Cosmos 1 (CV8x8x8 tokenizer)", channels=16, downscale=8, ndim=5, temporal_downscale=8,
         aliases=("cosmos-predict1", "cosmos1cv8x8x8", "Cosmos1CV8x8x8"), rgb_factors=_COSMOS1_RGB,
         rgb_bias=(-0.1223, -0.1889, -0.1976), comfy_format="Cosmos1CV8x8x8",
+        diffusers_pipelines=("CosmosTextToWorld", "CosmosVideoToWorld"), diffusers_vaes=("AutoencoderKLCosmos",),
         notes="Cosmos-Predict2 uses the Wan 2.1 VAE (wan21); Cosmos 1 diffusion models are EDM-preconditioned.",
         sources={"rgb_factors": COMFY, "temporal_downscale": COMFY},
     ),
@@ -940,6 +1012,7 @@ _REGISTRY: tuple[LatentSpace, ...] = (
         id="hunyuanimage21", title="HunyuanImage 2.1", channels=64, downscale=32, scaling_factor=0.75289,
         aliases=("hunyuanimage", "hunyuan-image-2.1", "HunyuanImage21"), rgb_factors=_HUNYUAN21_RGB,
         rgb_bias=(0.0007, -0.0256, -0.0206), comfy_format="HunyuanImage21", prediction="flow",
+        diffusers_pipelines=("HunyuanImage",), diffusers_vaes=("AutoencoderKLHunyuanImage",),
         sources={"scaling_factor": COMFY, "downscale": "comfyanonymous/ComfyUI:comfy/sd.py", "rgb_factors": COMFY},
     ),
     LatentSpace(
@@ -962,6 +1035,7 @@ _REGISTRY: tuple[LatentSpace, ...] = (
                      3.8747, 3.7608, 3.5735, 3.1490, 3.7662, 3.6746, 3.4563, 3.8161),
         aliases=("qwen-image-2.1", "qwenimage2.1", "QwenImage21"), rgb_factors=_QWENIMAGE21_RGB,
         rgb_bias=(-0.1228, -0.1869, -0.3083), comfy_format="QwenImage21", prediction="flow",
+        diffusers_pipelines=("QwenImage21",), diffusers_vaes=("AutoencoderKLQwenImage21",),
         notes="model = (raw - mean) / std, no scale. The VAE reads and writes RGBA images.",
         sources={"latents_mean": COMFY, "latents_std": COMFY, "rgb_factors": COMFY},
     ),
@@ -979,7 +1053,7 @@ _REGISTRY: tuple[LatentSpace, ...] = (
         prediction="flow", notes="RGB in [-1, 1]; raw, model and taesd are all the image itself.",
         sources={"rgb_factors": COMFY},
     ),
-)
+]
 
 
 def _key(name: str) -> str:
@@ -987,10 +1061,38 @@ def _key(name: str) -> str:
 
 
 _BY_KEY: dict[str, LatentSpace] = {}
+
+
+def _index(space: LatentSpace) -> None:
+    """Enter ``space``'s id and aliases into the name index; refuses names another space already has."""
+    keys = {_key(n): n for n in (space.id, *space.aliases)}
+    for key, name in keys.items():
+        other = _BY_KEY.get(key)
+        if other is not None and other is not space:
+            raise ValueError(f"{space.id}: the name {name!r} already names {other.id}")
+    _BY_KEY.update(dict.fromkeys(keys, space))
+
+
 for _s in _REGISTRY:
-    for _name in (_s.id, *_s.aliases):
-        if _BY_KEY.setdefault(_key(_name), _s) is not _s:
-            raise RuntimeError(f"alias {_name!r} names two spaces")
+    _index(_s)
+
+
+def register(space: LatentSpace) -> LatentSpace:
+    """Add ``space`` to the registry at run time; every lookup (names, detection, tiny autoencoders, diffusers
+    classes, mixing presets) finds it from then on. Its id and aliases must be new."""
+    if not isinstance(space, LatentSpace):
+        raise TypeError(f"register() takes a LatentSpace, got {type(space).__name__}")
+    _index(space)
+    _REGISTRY.append(space)
+    return space
+
+
+def unregister(name: str | LatentSpace) -> None:
+    """Remove a space added with :func:`register` (or any other) from the registry."""
+    space = get(name)
+    _REGISTRY.remove(space)
+    for key in [k for k, v in _BY_KEY.items() if v is space]:
+        del _BY_KEY[key]
 
 
 def get(name: str | LatentSpace) -> LatentSpace:
@@ -1009,7 +1111,91 @@ def get(name: str | LatentSpace) -> LatentSpace:
 
 def all() -> tuple[LatentSpace, ...]:  # noqa: A001 - the public name the API promises
     """Every registered space, in registry order."""
-    return _REGISTRY
+    return tuple(_REGISTRY)
+
+
+def tiny_model(name: str) -> tuple[TinyModel, LatentSpace] | None:
+    """The published tiny autoencoder called ``name`` (case ignored) and the first space that lists it, or None."""
+    key = name.lower()
+    return next(((m, s) for s in _REGISTRY for m in s.tiny_models if m.name == key), None)
+
+
+def tiny_names(*, video: bool | None = None) -> tuple[str, ...]:
+    """Names of every published tiny autoencoder in the registry (only image or only video ones if ``video`` says)."""
+    names = (m.name for s in _REGISTRY for m in s.tiny_models if video is None or m.video == video)
+    return tuple(dict.fromkeys(names))
+
+
+def from_diffusers(obj: object, *, ask: str = "space=") -> LatentSpace:
+    """The space of a diffusers pipeline, a VAE, either's class, or a VAE's config (a mapping with ``_class_name``).
+
+    A pipeline's class names its family (the longest prefix in ``diffusers_pipelines``); its VAE's class
+    (``diffusers_vaes``) wins where the two disagree; the VAE's config (latent channels, per-channel statistics or
+    scaling constants) separates spaces that share a class (Wan 2.1 and 2.2, SD1 and SDXL VAEs). An unknown VAE
+    class is judged by its config alone. ``ask`` is the parameter the error tells the caller to pass instead.
+    """
+    if isinstance(obj, Mapping):
+        return _from_vae(str(obj.get("_class_name") or "VAE config"), obj, ask)
+    cls = obj if isinstance(obj, type) else type(obj)
+    vae = None if isinstance(obj, type) else getattr(obj, "vae", None)
+    families = _longest_prefix(cls.__name__)
+    if not families:
+        if vae is not None:
+            return _from_vae(type(vae).__name__, getattr(vae, "config", None), ask)
+        return _from_vae(cls.__name__, None if isinstance(obj, type) else getattr(obj, "config", None), ask)
+    if vae is not None:
+        vae_name, config = type(vae).__name__, getattr(vae, "config", None)
+        by_class = [s for s in _REGISTRY if vae_name in s.diffusers_vaes]
+        if by_class and not any(s is c for s in families for c in by_class):  # e.g. QwenImage21Pipeline vs QwenImagePipeline
+            return _from_vae(vae_name, config, ask)
+        if len(families) > 1 and config is not None:
+            families = _narrow(families, config, strict=False)
+    return _one(families, cls.__name__, None, ask)
+
+
+def _longest_prefix(name: str) -> list[LatentSpace]:
+    """The spaces whose longest matching ``diffusers_pipelines`` prefix of ``name`` is the longest of all."""
+    best = [(max((len(p) for p in s.diffusers_pipelines if name.startswith(p)), default=0), s) for s in _REGISTRY]
+    top = max((n for n, _ in best), default=0)
+    return [s for n, s in best if top and n == top]
+
+
+def _from_vae(name: str, config: Mapping | None, ask: str) -> LatentSpace:
+    found = [s for s in _REGISTRY if name in s.diffusers_vaes]
+    strict = not found  # an unknown class: only its config can tell, and must
+    if config is not None and (strict or len(found) > 1):
+        found = _narrow(found or list(_REGISTRY), config, strict=strict)
+    return _one(found, name, config, ask)
+
+
+def _narrow(found: list[LatentSpace], config: Mapping, *, strict: bool) -> list[LatentSpace]:
+    """Keep the spaces whose channels and normalisation a diffusers VAE config states."""
+    channels = config.get("latent_channels") or config.get("z_dim")
+    if channels:
+        found = [s for s in found if channels in (s.channels, s.taesd_channels)]
+    if len(found) <= 1 and not strict:
+        return found
+    mean, std = config.get("latents_mean"), config.get("latents_std")
+    if mean is not None and std is not None:
+        return [s for s in found if s.latents_std is not None and len(s.latents_std) == len(std)]
+    if config.get("scaling_factor") is not None:
+        scale, shift = float(config["scaling_factor"]), float(config.get("shift_factor") or 0.0)
+        return [s for s in found if s.latents_std is None and s.packing is None
+                and math.isclose(s.scaling_factor, scale, rel_tol=1e-4) and math.isclose(s.shift_factor, shift, abs_tol=1e-4)]
+    return [] if strict else found
+
+
+def _one(found: list[LatentSpace], name: str, config: Mapping | None, ask: str) -> LatentSpace:
+    if len(found) == 1:
+        return found[0]
+    details = ""
+    if config is not None:
+        channels = config.get("latent_channels") or config.get("z_dim")
+        details = (f" ({channels} channels, scaling_factor {float(config.get('scaling_factor') or 1.0):g}, "
+                   f"shift_factor {float(config.get('shift_factor') or 0.0):g})")
+    if found:
+        raise AmbiguousError(f"this {name}{details} may hold {' or '.join(s.id for s in found)} latents: pass {ask}")
+    raise InputError(f"cannot tell the latent space of this {name}{details}: pass {ask} (see 'latentbridge spaces')")
 
 
 def list_spaces(pattern: str = "*") -> list[str]:
@@ -1089,8 +1275,6 @@ class Detection:
         return self.candidates[0]
 
 
-# How much more common a space is in the wild: breaks ties only between equally fitting candidates.
-_PRIOR = {"sd1": 1.0, "sdxl": 1.0, "flux1": 1.0, "flux2": 0.8, "sd3": 0.7, "sana": 0.6, "wan21": 0.6}
 # Detection names a space only when it holds at least this share of the ranking and other spaces fit the
 # tensor's layout too (docs/spaces.md, "Detection"): statistics alone rarely separate spaces more surely than this.
 MIN_CONFIDENCE = 0.9
@@ -1151,7 +1335,7 @@ def detect(tensor: torch.Tensor, hints: Mapping[str, object] | None = None) -> D
             reasons = [f"{channels} channels"]
             if sp.packing is not None:
                 reasons.append("unpacked (32 channels at /8)" if domain == "taesd" else "packed 2x2 (128 channels at /16)")
-            weight = _PRIOR.get(sp.id, 0.5)
+            weight = sp.prior
             exp_std = _typical_std(sp, domain)
             if std > 0:
                 weight *= math.exp(-0.5 * (math.log(std / exp_std) / 0.35) ** 2)

@@ -1,9 +1,10 @@
 """``load()``: a TAESD-family model from a name, a file or two, cached per (files, device, dtype).
 
-Names (``taesd``, ``taesdxl``, ``taesd3``, ``taef1``, ``taef2``, ``taesana``, each also with ``_encoder`` /
-``_decoder``) are looked up through :func:`latentbridge.weights.resolve` (kind ``vae_approx``): first the two
-upstream half files (``<name>_encoder.*``, ``<name>_decoder.*``), then a combined file (``<name>.*``), then the
-Hugging Face cache and hub where a published combined file is known.
+Names are the registry's tiny autoencoders (:func:`latentbridge.spaces.tiny_names`: ``taesd``, ``taesdxl``, ``taesd3``,
+``taef1``, ``taef2``, ``taesana``, ..., each also with ``_encoder`` / ``_decoder``), looked up through
+:func:`latentbridge.weights.resolve` (folder ``vae_approx``): first the two upstream half files (``<name>_encoder.*``,
+``<name>_decoder.*``), then a combined file (``<name>.*``), then the Hugging Face cache and hub where the registry
+knows a published combined file.
 """
 
 from __future__ import annotations
@@ -21,16 +22,7 @@ from . import layouts, taehv, video
 from .model import TinyAutoencoder
 
 FOLDER = "vae_approx"
-_DIFFUSERS = "diffusion_pytorch_model.safetensors"
-HUB: dict[str, weights.HubFile | None] = {
-    "taesd": weights.HubFile("madebyollin/taesd", _DIFFUSERS),
-    "taesdxl": weights.HubFile("madebyollin/taesdxl", _DIFFUSERS),
-    "taesd3": weights.HubFile("madebyollin/taesd3", _DIFFUSERS),
-    "taef1": weights.HubFile("madebyollin/taef1", _DIFFUSERS),
-    "taef2": weights.HubFile("madebyollin/taef2", "taef2.safetensors"),
-    "taesana": None,  # only the upstream .pth files (github.com/madebyollin/taesd)
-}
-NAMES = tuple(HUB)
+NAMES = spaces.tiny_names(video=False)  # the image models registered at import, for listings
 _SUFFIXES = (".safetensors", ".pth", ".pt")
 _UPSTREAM = "https://github.com/madebyollin/taesd"
 
@@ -44,14 +36,20 @@ def split_name(name: str) -> tuple[str, str | None] | None:
     """``"taef2_decoder"`` -> ``("taef2", "decoder")``; ``"taef2"`` -> ``("taef2", None)``; None if not a known name."""
     key = name.lower()
     for part in layouts.HALVES:
-        if key.endswith("_" + part) and key[: -len(part) - 1] in HUB:
+        if key.endswith("_" + part) and _image_model(key[: -len(part) - 1]):
             return key[: -len(part) - 1], part
-    return (key, None) if key in HUB else None
+    return (key, None) if _image_model(key) else None
+
+
+def _image_model(name: str) -> spaces.TinyModel | None:
+    found = spaces.tiny_model(name)
+    return found[0] if found and not found[0].video else None
 
 
 def space_of(name: str) -> spaces.LatentSpace | None:
-    """The registry space whose tiny autoencoder is ``name`` (the first one, e.g. sdxl for taesdxl)."""
-    return next((s for s in spaces.all() if s.tiny == name), None)
+    """The registry space whose tiny autoencoder is ``name`` (the first that lists it, e.g. sdxl for taesdxl)."""
+    found = spaces.tiny_model(name)
+    return found[1] if found else None
 
 
 def locate(name: str, *, models_dir: PathLike | None = None, download: bool | None = None) -> list[Path]:
@@ -76,7 +74,8 @@ def locate(name: str, *, models_dir: PathLike | None = None, download: bool | No
             pass
     if len(found) == len(wanted):
         return found
-    hub = [HUB[base]] if HUB[base] else []
+    published = _image_model(base)
+    hub = [published.hub] if published and published.hub else []
     try:
         return [weights.resolve(base, filenames=_files(base), folder=FOLDER, hub=hub, models_dir=models_dir,
                                 allow_download=download)]
@@ -193,6 +192,6 @@ def _infer_space(name: str | None, meta_space: str | None, scale: float | None, 
         hits = [s for s in candidates if abs(s.scaling_factor - scale) < 1e-4 and abs(s.shift_factor - (shift or 0.0)) < 1e-4]
         if len(hits) == 1:
             return hits[0]
-    # variants used by a single family: flux_2 is FLUX.2's, f32 is Sana's
-    by_variant = {"flux_2": "taef2", "f32": "taesana"}.get(variant)
-    return space_of(by_variant) if by_variant else None
+    # a variant that only one published model has (flux_2: TAEF2, f32: TAESana) names its space
+    users = {m.name for s in spaces.all() for m in s.tiny_models if m.variant == variant and not m.video}
+    return space_of(users.pop()) if len(users) == 1 else None

@@ -34,25 +34,29 @@ class MixingUpscaleOutput:
     settings: mixing.Preset  # the settings the run used
 
 
+# The families whose networks this adapter calls, and which component holds the network (registry space ids).
+_NETWORK = {"sd1": "unet", "sdxl": "unet", "sd3": "transformer", "flux1": "transformer"}
+
+
 def family(pipe: Any) -> str:
-    """Which pipeline family ``pipe`` belongs to (sd1, sdxl, sd3, flux1), from its class and components."""
+    """Which family ``pipe`` belongs to (the registry space it samples in: sd1, sdxl, sd3 or flux1), from
+    :func:`latentbridge.spaces.from_diffusers`, checked against the network the pipeline carries."""
     name = type(pipe).__name__
-    if getattr(pipe, "transformer", None) is not None:
-        if "Flux" in name and "Flux2" not in name:
-            return "flux1"
-        if "StableDiffusion3" in name:
-            return "sd3"
-    elif getattr(pipe, "unet", None) is not None and "StableDiffusion" in name:
-        if pipe.unet.config.in_channels != pipe.vae.config.latent_channels:
-            raise InputError(f"{name}'s UNet takes {pipe.unet.config.in_channels} input channels (an inpainting or "
-                             "upscaler model with extra inputs): mixing needs a plain text-to-image UNet")
-        return "sdxl" if "XL" in name else "sd1"
-    raise InputError(f"mixing_upscale does not know {name}: it drives StableDiffusion(XL)Pipeline, "
-                     "StableDiffusion3Pipeline and FluxPipeline (and their img2img/variants of the same classes)")
+    try:
+        fam = spaces.from_diffusers(pipe).id
+    except InputError:
+        fam = None
+    if fam not in _NETWORK or getattr(pipe, _NETWORK[fam], None) is None:
+        raise InputError(f"mixing_upscale does not know {name}: it drives StableDiffusion(XL)Pipeline, "
+                         "StableDiffusion3Pipeline and FluxPipeline (and their img2img/variants of the same classes)")
+    if _NETWORK[fam] == "unet" and pipe.unet.config.in_channels != pipe.vae.config.latent_channels:
+        raise InputError(f"{name}'s UNet takes {pipe.unet.config.in_channels} input channels (an inpainting or "
+                         "upscaler model with extra inputs): mixing needs a plain text-to-image UNet")
+    return fam
 
 
 def _kind(pipe: Any, fam: str) -> str:
-    if fam in ("sd3", "flux1"):
+    if spaces.get(fam).is_flow:
         return "flow"
     prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
     if prediction not in ("epsilon", "v_prediction"):
@@ -195,7 +199,7 @@ def pipeline_denoiser(
     kind = _kind(pipe, fam)
     net_module = _net_module(pipe)
     if guidance_scale is None:
-        guidance_scale = {"sd1": 7.5, "sdxl": 5.0, "sd3": 7.0, "flux1": 3.5}[fam]
+        guidance_scale = spaces.get(fam).guidance
     cfg = fam != "flux1" and guidance_scale > 1.0
     with torch.no_grad():
         cond = _encode(pipe, fam, prompt, negative_prompt, cfg, embeds)
