@@ -84,7 +84,7 @@ def test_build_dataset_disk_full_leaves_no_partial_shard_and_a_valid_manifest(tm
         return real_save(tensors, filename, metadata=metadata)
 
     monkeypatch.setattr(dataset_module, "save_file", save_then_fail)
-    with pytest.raises(InputError, match="No space left"):
+    with pytest.raises(InputError, match="(?i)no space left"):
         build_dataset(paths, [fake_encoder()], tmp_path / "d", size=32, shard_size=2)
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["manifest.json", "shard-00000.safetensors"]
     assert len(json.loads((tmp_path / "d" / "manifest.json").read_text())["shards"]) == 1
@@ -113,3 +113,28 @@ def test_dataset_missing_keys_say_how_to_rebuild(toy_dataset):
         LatentDataset(DatasetInfo(toy_dataset), keys=["taef2@256"])
     with pytest.raises(InputError, match="no encoder for sana"):
         DatasetInfo(toy_dataset).key_for("sana")
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"size": 0}, "size=0"),
+    ({"size": 32.0}, "size=32.0"),
+    ({"crops": 0}, "crops=0"),
+    ({"shard_size": 0}, "shard_size=0"),
+    ({"shard_size": True}, "shard_size=True"),
+    ({"batch_size": -1}, "batch_size=-1"),
+    ({"extra_sizes": [0]}, "extra size 0"),
+    ({"extra_sizes": [64]}, "extra size 64"),
+    ({"crops": 10**12}, "would need"),
+])
+def test_build_dataset_checks_every_option_before_creating_the_folder(tmp_path, options, match):
+    paths = make_images(tmp_path / "im", n=2)
+    with pytest.raises(InputError, match=match):
+        build_dataset(paths, [fake_encoder()], tmp_path / "d", **{"size": 32, **options})
+    assert not (tmp_path / "d").exists()
+
+
+def test_build_dataset_with_no_usable_image_creates_no_folder(tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match="no usable images"):
+        build_dataset([tmp_path / "broken.png"], [fake_encoder()], tmp_path / "d", size=32)
+    assert not (tmp_path / "d").exists()

@@ -1,8 +1,13 @@
-"""Training configuration: a TOML file validated up front into typed dataclasses with commented defaults."""
+"""Training configuration: a TOML file validated up front into typed dataclasses with commented defaults.
+
+Every number in a config must be finite and at least 0, except the fields an options class lists in its
+``signed`` class attribute; the fields it lists in ``positive`` must be above 0 (at least 1 for whole numbers).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +23,9 @@ else:  # pragma: no cover - Python 3.10
 
 @dataclass
 class TrainOptions:
+    positive: typing.ClassVar[tuple[str, ...]] = ("batch_size", "log_every")
+    signed: typing.ClassVar[tuple[str, ...]] = ("seed",)
+
     steps: int = 2000  # optimiser steps, exactly
     batch_size: int = 32  # crops per step (per process)
     checkpoint_every: int = 500  # steps between atomic checkpoints (0 = only at the end)
@@ -31,6 +39,8 @@ class TrainOptions:
 
 @dataclass
 class OptimOptions:
+    positive: typing.ClassVar[tuple[str, ...]] = ("lr",)
+
     lr: float = 1e-3  # peak learning rate (AdamW)
     beta1: float = 0.9
     beta2: float = 0.99
@@ -72,10 +82,31 @@ def from_table(cls: type, table: dict, section: str) -> typing.Any:
         allowed = _CHOICES.get((section, key))
         if allowed and value not in allowed:
             raise InputError(f"{section}.{key} = {value!r}: use one of {', '.join(allowed)}")
+    for key, value in values.items():
+        _check_range(value, key in getattr(cls, "positive", ()), key in getattr(cls, "signed", ()),
+                     f"{section}.{key}")
     try:
         return cls(**values)
     except TypeError as e:
         raise InputError(f"[{section}]: {e}") from None
+
+
+def _numbers(value: typing.Any) -> list:
+    if isinstance(value, (list, tuple)):
+        return [n for v in value for n in _numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def _check_range(value: typing.Any, positive: bool, signed: bool, where: str) -> None:
+    """Numbers (also inside lists) must be finite, at least 0 unless ``signed``, above 0 where ``positive``."""
+    for n in _numbers(value):
+        said = f"{where} = {value!r}" if n is value else f"{where} holds {n!r}"
+        if not math.isfinite(n):
+            raise InputError(f"{said}: give a finite number")
+        if positive and n <= 0:
+            raise InputError(f"{said}: it must be {'at least 1' if isinstance(n, int) else 'above 0'}")
+        if not signed and n < 0:
+            raise InputError(f"{said}: it must be at least 0")
 
 
 def _check_type(value: typing.Any, hint: typing.Any, where: str) -> typing.Any:
@@ -105,19 +136,33 @@ def _check_type(value: typing.Any, hint: typing.Any, where: str) -> typing.Any:
 
 
 def load_config(path: str | Path, *, overrides: dict | None = None) -> RunConfig:
-    """Read and validate a training config; ``overrides`` (e.g. steps from the CLI) replace [train] values."""
-    from .recipe import get_recipe
+    """Read and validate a training config; ``overrides`` (e.g. steps from the CLI) replace [train] values.
 
+    Any problem is one :class:`InputError` that starts with the file and names the key.
+    """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: a folder, not a config file; give the TOML file (see configs/)") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file; a config is TOML (see configs/)") from None
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML ({e})") from None
+    try:
+        return _from_data(data, overrides or {})
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def _from_data(data: dict, overrides: dict) -> RunConfig:
+    from .recipe import get_recipe
+
     unknown = sorted(set(data) - {"recipe", "train", "optim"})
     if unknown:
-        raise InputError(f"{path}: unknown section(s) {', '.join(unknown)}; a config has recipe = \"NAME\" and the "
+        raise InputError(f"unknown section(s) {', '.join(unknown)}; a config has recipe = \"NAME\" and the "
                          "tables [recipe], [train], [optim]")
     name = data.get("recipe")
     if isinstance(name, dict):
@@ -126,10 +171,17 @@ def load_config(path: str | Path, *, overrides: dict | None = None) -> RunConfig
     else:
         table = {}
     if not isinstance(name, str):
-        raise InputError(f"{path}: say which recipe to run: [recipe] name = \"previewer\" (or upscaler, interposer, ...)")
+        raise InputError("say which recipe to run: [recipe] name = \"previewer\" (or upscaler, interposer, ...)")
     recipe = get_recipe(name)
-    train = from_table(TrainOptions, {**data.get("train", {}), **(overrides or {})}, "train")
-    if train.steps < 0 or train.batch_size < 1 or train.log_every < 1:
-        raise InputError("train.steps must be >= 0, train.batch_size and train.log_every >= 1")
-    return RunConfig(name, from_table(recipe.Options, table, "recipe"), train,
-                     from_table(OptimOptions, data.get("optim", {}), "optim"))
+    train_table = data.get("train", {})
+    train = from_table(TrainOptions, {**train_table, **overrides} if isinstance(train_table, dict) else train_table,
+                       "train")
+    if train.steps < 1 and not recipe.closed_form:
+        raise InputError(f"train.steps = {train.steps}: a {name} run needs at least 1 step")
+    optim = from_table(OptimOptions, data.get("optim", {}), "optim")
+    for key in ("beta1", "beta2"):
+        if getattr(optim, key) >= 1:
+            raise InputError(f"optim.{key} = {getattr(optim, key)!r}: it must be below 1 (0.9 and 0.99 are usual)")
+    if optim.min_lr_ratio > 1:
+        raise InputError(f"optim.min_lr_ratio = {optim.min_lr_ratio!r}: it is a fraction of lr, at most 1")
+    return RunConfig(name, from_table(recipe.Options, table, "recipe"), train, optim)

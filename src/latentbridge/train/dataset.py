@@ -15,14 +15,16 @@ import fnmatch
 import hashlib
 import json
 import random
+import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
-from safetensors import safe_open
+from PIL import Image
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
@@ -33,6 +35,9 @@ from .encoders import Encoder
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+_SHARD = re.compile(r"shard-\d{5}\.safetensors")
+_TEMPORARY = re.compile(r"\.(manifest\.json|shard-\d{5}\.safetensors)\..+\.partial")  # left by a killed build
+_MANIFEST_BYTES_PER_ITEM = 200  # an item's entry in manifest.json, as written with indent=1
 
 
 def _sha256(path: Path) -> str:
@@ -89,35 +94,22 @@ def build_dataset(
     """Encode crops of ``images`` through every encoder into ``out`` (resumable); returns the manifest.
 
     Latents are stored in each encoder's own domain (``taesd`` for tiny autoencoders, ``raw`` for a VAE).
-    Unreadable and tiny images are skipped and counted. Images whose path (relative to ``root``) matches one of
-    ``eval_patterns`` are marked ``split = eval``.
+    Unreadable (damaged, truncated, not a picture, a decompression bomb) and tiny images are skipped and listed in
+    the manifest's ``skipped``. Images whose path (relative to ``root``) matches one of ``eval_patterns`` are marked
+    ``split = eval``. Every option is checked before anything is written, and ``out`` must be new, empty, or this
+    same dataset (a rerun resumes it): a file the build did not write is never replaced.
     """
-    all_sizes = sorted({size, *extra_sizes}, reverse=True)
-    if not encoders:
-        raise InputError("give at least one encoder (--encoders taef2,taesana)")
-    if crops < 1 or size < 8:
-        raise InputError("--crops must be at least 1 and --size at least 8")
-    names = [e.name for e in encoders]
-    if len(set(names)) != len(names):
-        raise InputError(f"two encoders have the same name ({names}); give distinct files")
-    for e in encoders:
-        for s in all_sizes:
-            if s % e.downscale:
-                raise InputError(f"size {s} is not a multiple of {e.name}'s downscale {e.downscale}: choose sizes "
-                                 f"that are multiples of {max(x.downscale for x in encoders)}")
-    out.mkdir(parents=True, exist_ok=True)
+    all_sizes = _check_options(encoders, size, extra_sizes, crops, shard_size, batch_size)
+    old = _existing_dataset(out)
     kept, skipped = [], {"unreadable": [], "too small": []}
-    for p in tqdm(sorted(images), desc="checking images", unit="img", leave=False):
-        try:
-            with Image.open(p) as im:
-                w, h = im.size
-        except (UnidentifiedImageError, OSError, SyntaxError):
+    for p in tqdm(sorted(images), desc="checking images", unit="img", leave=False, disable=None):
+        dims = _readable_size(p, size)
+        if dims is None:
             skipped["unreadable"].append(str(p))
-            continue
-        if min(w, h) < size // 2:
+        elif min(dims) < size // 2:
             skipped["too small"].append(str(p))
-            continue
-        kept.append((p, (w, h)))
+        else:
+            kept.append((p, dims))
     if not kept:
         raise InputError(f"no usable images (skipped: {', '.join(f'{len(v)} {k}' for k, v in skipped.items())})")
     hashes = [_sha256(p) for p, _ in kept]
@@ -126,17 +118,18 @@ def build_dataset(
         rel = str(p.relative_to(root)) if root and p.is_relative_to(root) else p.name
         split = "eval" if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(p.name, pat) for pat in eval_patterns) else "train"
         image_entries.append({"path": str(p), "name": rel, "sha256": digest, "width": w, "height": h, "split": split})
-    items = _plan([s for _, s in kept], hashes, size=size, crops=crops, flips=flips, seed=seed)
     options = {"size": size, "extra_sizes": sorted(set(extra_sizes)), "crops": crops, "flips": flips, "seed": seed,
                "shard_size": shard_size, "encoders": {e.name: e.spec for e in encoders}}
     plan_id = hashlib.sha256(json.dumps([options, hashes], sort_keys=True).encode()).hexdigest()[:16]
+    if old is not None and old["plan_id"] != plan_id:
+        raise InputError(f"{out} holds a different dataset (other images or options): use another output folder")
+    _check_own_shards(out, plan_id)
+    shards = {s["file"]: s for s in old["shards"]} if old else {}
+    finished = sum(s["count"] for s in shards.values() if (out / s["file"]).is_file())
+    _check_space(out, len(kept) * crops - finished, encoders, all_sizes)
+    items = _plan([s for _, s in kept], hashes, size=size, crops=crops, flips=flips, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
-    shards: dict[str, dict] = {}
-    if manifest_path.is_file():
-        old = json.loads(manifest_path.read_text())
-        if old.get("plan_id") != plan_id:
-            raise InputError(f"{out} holds a different dataset (other images or options): use another output folder")
-        shards = {s["file"]: s for s in old.get("shards", [])}
     manifest = {
         "format": FORMAT_VERSION, "producer": f"latentbridge {__version__}", "plan_id": plan_id, "options": options,
         "encoders": {e.name: {"spec": e.spec, "space": e.space.id, "domain": e.domain, "channels": e.channels,
@@ -146,7 +139,7 @@ def build_dataset(
         "shards": [],
     }
     n_shards = (len(items) + shard_size - 1) // shard_size
-    bar = tqdm(total=len(items), desc="encoding", unit="crop")
+    bar = tqdm(total=len(items), desc="encoding", unit="crop", disable=None)
     for k in range(n_shards):
         fname = f"shard-{k:05d}.safetensors"
         chunk = items[k * shard_size:(k + 1) * shard_size]
@@ -163,6 +156,126 @@ def build_dataset(
     bar.close()
     _write_manifest(manifest_path, manifest)
     return manifest
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_options(encoders: Sequence[Encoder], size: int, extra_sizes: Sequence[int], crops: int, shard_size: int,
+                   batch_size: int) -> list[int]:
+    """Every sizes and count checked before anything is read or written; returns the sizes, largest first."""
+    if not encoders:
+        raise InputError("give at least one encoder (--encoders taef2,taesana)")
+    for name, value, least in (("size", size, 8), ("crops", crops, 1), ("shard_size", shard_size, 1),
+                               ("batch_size", batch_size, 1)):
+        if not _whole(value) or value < least:
+            raise InputError(f"{name}={value!r}: give a whole number of at least {least}")
+    for s in extra_sizes:
+        if not _whole(s) or not 8 <= s <= size:
+            raise InputError(f"extra size {s!r}: extra sizes are smaller copies of each crop, whole numbers from 8 "
+                             f"up to the crop size {size}")
+    names = [e.name for e in encoders]
+    if len(set(names)) != len(names):
+        raise InputError(f"two encoders have the same name ({names}); give distinct files")
+    all_sizes = sorted({size, *extra_sizes}, reverse=True)
+    for e in encoders:
+        for s in all_sizes:
+            if s % e.downscale:
+                raise InputError(f"size {s} is not a multiple of {e.name}'s downscale {e.downscale}: choose sizes "
+                                 f"that are multiples of {max(x.downscale for x in encoders)}")
+    return all_sizes
+
+
+def _readable_size(path: Path, size: int) -> tuple[int, int] | None:
+    """The image's width and height once it decodes to the end (a truncated file fails here), else None."""
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale; every byte is still read
+            dims = im.size
+            im.load()
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return None
+    return dims
+
+
+def _existing_dataset(out: Path) -> dict | None:
+    """The manifest already in ``out`` (None for a new or empty folder); refuses a folder that is not a dataset."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: a file, not a folder; choose another output folder")
+    if not out.is_dir():
+        return None
+    if (out / MANIFEST).exists():
+        return read_manifest(out / MANIFEST)
+    foreign = sorted(p.name for p in out.iterdir() if not _TEMPORARY.fullmatch(p.name)
+                     and not (_SHARD.fullmatch(p.name) and p.is_file()))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise InputError(f"{out} is not empty and is not a latentbridge dataset (it holds {shown}): choose a new or "
+                         "empty folder, so that none of its files is replaced")
+    return None
+
+
+def _check_own_shards(out: Path, plan_id: str) -> None:
+    """Every shard file in ``out`` must carry ``plan_id``: the build replaces only shards it wrote itself."""
+    if not out.is_dir():
+        return
+    for p in sorted(out.iterdir()):
+        if not _SHARD.fullmatch(p.name):
+            continue
+        try:
+            with safe_open(str(p), "pt") as f:
+                owner = (f.metadata() or {}).get("plan_id")
+        except (SafetensorError, OSError, ValueError):
+            owner = None
+        if owner != plan_id:
+            raise InputError(f"{p}: not a shard of this dataset (unreadable, or written by another build or "
+                             "program), so the build will not replace it: move it elsewhere, or build into another "
+                             "folder")
+
+
+def _check_space(out: Path, new_items: int, encoders: Sequence[Encoder], sizes: list[int]) -> None:
+    """Refuse a dataset larger than the free space of its disk before any crop is encoded."""
+    per_item = _MANIFEST_BYTES_PER_ITEM + sum(
+        3 * s * s + sum(2 * e.channels * (s // e.downscale) ** 2 for e in encoders) for s in sizes)
+    need = max(0, new_items) * per_item
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise InputError(f"the dataset would need about {need / 1e9:.3g} GB ({new_items:,} crops) but the disk of "
+                         f"{out} has {free / 1e9:.3g} GB free: use fewer crops, smaller sizes, or another disk")
+
+
+def read_manifest(path: Path) -> dict:
+    """A dataset's ``manifest.json``, checked to be one ``dataset build`` wrote and still whole."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(f"{path}: damaged dataset manifest (not valid JSON); rebuild the dataset into a new "
+                         "folder") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the dataset manifest ({e.strerror or e})") from None
+    if not isinstance(data, dict) or "plan_id" not in data or data.get("format") != FORMAT_VERSION:
+        raise InputError(f"{path}: not a latentbridge dataset manifest (format {FORMAT_VERSION}); build the dataset "
+                         "into a new folder")
+    kinds = {"plan_id": str, "options": dict, "encoders": dict, "sizes": list, "images": list, "items": list,
+             "shards": list}
+    bad = [k for k, kind in kinds.items() if not isinstance(data.get(k), kind)]
+    images = data["images"] if isinstance(data.get("images"), list) else []
+    if not bad and not all(isinstance(s, dict) and _SHARD.fullmatch(str(s.get("file"))) and _whole(s.get("first"))
+                           and _whole(s.get("count")) for s in data["shards"]):
+        bad.append("shards")
+    if not bad and not all(isinstance(i, dict) and isinstance(i.get("split"), str) for i in images):
+        bad.append("images")
+    if not bad and not all(isinstance(it, dict) and _whole(it.get("image")) and 0 <= it["image"] < len(images)
+                           for it in data["items"]):
+        bad.append("items")
+    if bad:
+        raise InputError(f"{path}: damaged dataset manifest ({', '.join(bad)}); rebuild the dataset into a new "
+                         "folder")
+    return data
 
 
 def _encode_chunk(chunk: list[_Item], kept, encoders: Sequence[Encoder], sizes: list[int], batch_size: int,
@@ -200,9 +313,20 @@ class DatasetInfo:
         if not path.is_file():
             raise InputError(f"{self.root}: not a latentbridge dataset (no {MANIFEST}); build one with "
                              "'latentbridge dataset build'")
-        self.manifest = json.loads(path.read_text())
-        if sum(s["count"] for s in self.manifest["shards"]) != len(self.manifest["items"]):
+        self.manifest = read_manifest(path)
+        shards = self.manifest["shards"]
+        if sum(s["count"] for s in shards) != len(self.manifest["items"]) or not all(
+                (self.root / s["file"]).is_file() for s in shards):
             raise InputError(f"{self.root}: the dataset is incomplete; rerun the same 'dataset build' to finish it")
+
+    def open_shard(self, file: str):
+        """``safe_open`` of one shard, or an :class:`InputError` naming it when it is damaged."""
+        path = self.root / file
+        try:
+            return safe_open(str(path), "pt")
+        except (SafetensorError, OSError):
+            raise InputError(f"{path}: damaged shard; delete it and rerun the same 'dataset build' to recompute "
+                             "it") from None
 
     @property
     def size(self) -> int:
@@ -210,7 +334,7 @@ class DatasetInfo:
 
     def keys(self) -> list[str]:
         """The tensor names every shard holds, e.g. ``image@256``, ``taef2@256``."""
-        with safe_open(str(self.root / self.manifest["shards"][0]["file"]), "pt") as f:
+        with self.open_shard(self.manifest["shards"][0]["file"]) as f:
             return sorted(f.keys())
 
     def key_for(self, space: str, size: int | None = None) -> str:
@@ -265,9 +389,13 @@ class LatentDataset:
             idx = [i - shard["first"] for i in range(shard["first"], shard["first"] + shard["count"]) if i in wanted]
             if not idx:
                 continue
-            with safe_open(str(self.info.root / shard["file"]), "pt") as f:
-                for k in keys:
-                    parts[k].append(f.get_tensor(k)[idx])
+            with self.info.open_shard(shard["file"]) as f:
+                try:
+                    for k in keys:
+                        parts[k].append(f.get_tensor(k)[idx])
+                except SafetensorError:
+                    raise InputError(f"{self.info.root / shard['file']}: a shard without {k}; the dataset's files "
+                                     "do not match its manifest: rebuild it") from None
         return {k: torch.cat(v) for k, v in parts.items() if v}
 
     def __len__(self) -> int:

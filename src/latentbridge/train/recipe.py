@@ -23,7 +23,8 @@ class Recipe(ABC):
     The trainer builds the recipe from its ``Options`` (the config's ``[recipe]`` table) and the dataset, loads the
     tensors named by :attr:`keys`, and calls :meth:`loss` with the (possibly DDP-wrapped) networks of :meth:`build`.
     Evaluation, samples and export get the plain networks. Frozen helpers (e.g. a decoder for an image loss) are
-    the recipe's own attributes and are never saved in checkpoints.
+    the recipe's own attributes and are never saved in checkpoints. ``Options`` may list fields in ``positive`` (above
+    0) and ``signed`` (may be negative); every other number must be at least 0 (see :mod:`.config`).
     """
 
     name: ClassVar[str]

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import math
 import os
+import pickle
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +102,8 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         ckpt_path = self.out / CHECKPOINT
         if self.main:
+            _check_out(self.out, resume)
             self.out.mkdir(parents=True, exist_ok=True)
-            if ckpt_path.exists() and not resume:
-                raise InputError(f"{self.out} already holds a run: pass --resume to continue it or choose another --out")
-            if resume and not ckpt_path.exists():
-                raise InputError(f"{self.out}: nothing to resume (no {CHECKPOINT})")
         acc.wait_for_everyone()
         if self.recipe.closed_form:
             start = time.perf_counter()
@@ -213,10 +212,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def _load(self, path: Path, optimizer, scheduler) -> tuple[int, float, list[float]]:
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except (RuntimeError, OSError, EOFError, KeyError) as e:
-            raise InputError(f"{path}: unreadable checkpoint ({e}); start a new run with another --out") from e
+        state = _read_checkpoint(path, self.device)
         saved, now = state["config"], self.config.to_dict()
         changed = [f"{sec}.{k}" for sec in ("train", "optim", "recipe_options")
                    for k in set(saved[sec]) | set(now[sec]) if saved[sec].get(k) != now[sec].get(k)
@@ -224,13 +220,17 @@ class Trainer:
         if saved["recipe"] != now["recipe"] or changed:
             raise InputError(f"{path}: the config changed since the checkpoint ({', '.join(changed) or 'recipe'}); "
                              "resume with the same config (only steps and the *_every values may change)")
-        for k, net in self._plain().items():
-            net.load_state_dict(state["nets"][k])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler") and self.accelerator.scaler:
-            self.accelerator.scaler.load_state_dict(state["scaler"])
-        return int(state["step"]), float(state["elapsed"]), list(state["window"])
+        try:
+            for k, net in self._plain().items():
+                net.load_state_dict(state["nets"][k])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler") and self.accelerator.scaler:
+                self.accelerator.scaler.load_state_dict(state["scaler"])
+        except (KeyError, RuntimeError, ValueError, TypeError):
+            raise InputError(f"{path}: the checkpoint's networks or optimiser state do not fit this run's "
+                             f"{self.config.recipe} recipe; start a new run with another --out") from None
+        return state["step"], float(state["elapsed"]), list(state["window"])
 
     def _finish(self, metrics: dict[str, float], elapsed: float, steps: int) -> dict[str, float]:
         if self.main:
@@ -251,6 +251,50 @@ class Trainer:
         return metrics
 
 
+def _check_out(out: Path, resume: bool) -> None:
+    """Refuse, before anything is written, a run folder that would lose files or has nothing to resume."""
+    ckpt = out / CHECKPOINT
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: a file, not a run folder; choose another --out")
+    if resume and not ckpt.exists():
+        raise InputError(f"{out}: nothing to resume (no {CHECKPOINT}); run without --resume to start")
+    if not resume and ckpt.exists():
+        raise InputError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise InputError(f"{out} is not empty and holds no run to resume: choose a new or empty --out, so that no "
+                         "file in it is replaced")
+
+
+_CHECKPOINT_TYPES = {"step": int, "elapsed": (int, float), "window": list, "nets": dict, "optimizer": dict,
+                     "scheduler": dict, "config": dict}
+
+
+def _read_checkpoint(path: Path, device: torch.device) -> dict:
+    """A checkpoint this trainer wrote, or an :class:`InputError` that says why not (never torch's own advice)."""
+    fresh = "start a new run with another --out"
+    try:
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before it refuses them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"{path}: damaged, or holds code or objects other than tensors, so it is not loaded "
+                         f"(latentbridge loads only the checkpoints it writes); {fresh}") from None
+    except (RuntimeError, OSError, EOFError, ValueError, KeyError):
+        raise InputError(f"{path}: unreadable checkpoint (truncated or damaged); {fresh}") from None
+    if not isinstance(state, dict) or state.get("format") != 1:
+        raise InputError(f"{path}: not a latentbridge training checkpoint; {fresh}")
+    for key, kind in _CHECKPOINT_TYPES.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise InputError(f"{path}: incomplete checkpoint ({key!r} is missing or damaged); {fresh}")
+    config = state["config"]
+    if not isinstance(config.get("recipe"), str) or not all(
+            isinstance(config.get(sec), dict) for sec in ("train", "optim", "recipe_options")):
+        raise InputError(f"{path}: incomplete checkpoint (its config is missing or damaged); {fresh}")
+    if state["step"] < 0:
+        raise InputError(f"{path}: damaged checkpoint (step {state['step']}); {fresh}")
+    return state
+
+
 class _Metrics:
     """metrics.csv: fixed columns, one row per logged step; a resumed run drops rows past its checkpoint."""
 
@@ -262,8 +306,13 @@ class _Metrics:
             return
         rows = []
         if truncate_after and path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r.get("step", "").isdigit() and int(r["step"]) <= truncate_after]
+            try:
+                with open(path, newline="", encoding="utf-8") as f:
+                    rows = [r for r in csv.DictReader(f)
+                            if (r.get("step") or "").isdigit() and int(r["step"]) <= truncate_after]
+            except (UnicodeDecodeError, csv.Error):
+                raise InputError(f"{path}: damaged metrics file (not the CSV the trainer writes); move it away to "
+                                 "resume without the earlier rows") from None
         with io.atomic_path(path, overwrite=True) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, self.columns)
             w.writeheader()
