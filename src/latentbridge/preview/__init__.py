@@ -6,7 +6,7 @@ are importable for tools that need them.
 
 from .api import MARKER, METHODS, best_method, preview, resize
 from .factors import FORMS, Factors, builtin, default_factors, feature_count, features, load_factors, save_factors
-from .fit import NormalEquations, area_target, factors_psnr, fit_factors, psnr
+from .fit import NormalEquations, area_target, best_form, factors_psnr, fit_factors, psnr, score_factors
 from .neural import Previewer, PreviewerConfig
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Previewer",
     "PreviewerConfig",
     "area_target",
+    "best_form",
     "best_method",
     "builtin",
     "default_factors",
@@ -30,4 +31,5 @@ __all__ = [
     "psnr",
     "resize",
     "save_factors",
+    "score_factors",
 ]

@@ -53,6 +53,14 @@ class NormalEquations:
         return Factors(weight.float(), bias.float() if bias is not None else None, self.form)
 
 
+def check_options(*, ridge: float = DEFAULT_RIDGE, patch: int = 1) -> None:
+    """Refuse a ridge that is negative or not finite, or a patch below 1 (before any image is encoded)."""
+    if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
+        raise InputError(f"ridge={ridge!r} is not a finite number >= 0 (the default is {DEFAULT_RIDGE:g})")
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+        raise InputError(f"patch={patch!r} is not a whole number >= 1")
+
+
 def fit_factors(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], *, forms: Sequence[str] = FORMS,
                 ridge: float = DEFAULT_RIDGE, space: str | None = None, patch: int = 1) -> dict[str, Factors]:
     """Fit every form in ``forms`` from (latent, image) pairs in one pass.
@@ -66,10 +74,7 @@ def fit_factors(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], *, forms: Se
     for form in forms:
         if form not in FORMS:
             raise InputError(f"unknown factor form {form!r}: use one of {', '.join(FORMS)}")
-    if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
-        raise InputError(f"ridge={ridge!r} is not a finite number >= 0 (the default is {DEFAULT_RIDGE:g})")
-    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
-        raise InputError(f"patch={patch!r} is not a whole number >= 1")
+    check_options(ridge=ridge, patch=patch)
     sums: dict[str, NormalEquations] = {}
     for latent, image in pairs:
         if latent.ndim != 4 or image.ndim != 4 or latent.shape[0] != image.shape[0] or image.shape[1] != 3:
@@ -103,3 +108,12 @@ def factors_psnr(factors: Factors, latent: torch.Tensor, image: torch.Tensor) ->
     return psnr(pred, area_target(image, latent.shape[-2:]))
 
 
+def score_factors(candidates: dict[str, Factors], pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per-image PSNR (dB) of each candidate on (taesd-domain latent, image) pairs, one tensor per candidate."""
+    return {name: torch.cat([factors_psnr(f, latent, image) for latent, image in pairs])
+            for name, f in candidates.items()}
+
+
+def best_form(scores: dict[str, torch.Tensor | float], forms: Iterable[str]) -> str:
+    """The form among ``forms`` with the best mean score: the one a factors file names as its default."""
+    return max(forms, key=lambda form: float(torch.as_tensor(scores.get(form, float("-inf"))).float().mean()))

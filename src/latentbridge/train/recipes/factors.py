@@ -12,7 +12,7 @@ from torch import nn
 
 from ... import spaces
 from ...errors import InputError
-from ...preview import FORMS, Factors, builtin, factors_psnr, fit_factors, save_factors
+from ...preview import FORMS, Factors, best_form, builtin, fit_factors, save_factors, score_factors
 from ..dataset import LatentDataset
 from ..recipe import Recipe, register
 
@@ -87,11 +87,10 @@ class FactorsRecipe(Recipe):
 
     def evaluate(self, nets, batch):
         latent, image = self._pair(batch)
-        out = {f"psnr_{form}": float(factors_psnr(nets["factors"].factors(form), latent, image).mean())
-               for form in self.options.forms}
+        candidates = {form: nets["factors"].factors(form) for form in self.options.forms}
         if self.space.rgb_factors is not None:
-            out["psnr_builtin"] = float(factors_psnr(builtin(self.space), latent, image).mean())
-        return out
+            candidates["builtin"] = builtin(self.space)
+        return {f"psnr_{name}": float(s.mean()) for name, s in score_factors(candidates, [(latent, image)]).items()}
 
     def samples(self, nets, batch):
         latent, image = self._pair(batch)
@@ -104,7 +103,7 @@ class FactorsRecipe(Recipe):
         out.mkdir(parents=True, exist_ok=True)
         metrics = card["metrics"]
         fitted = {form: nets["factors"].factors(form) for form in self.options.forms}
-        default = max(self.options.forms, key=lambda f: metrics.get(f"psnr_{f}", float("-inf")))
+        default = best_form({k.removeprefix("psnr_"): v for k, v in metrics.items()}, self.options.forms)
         path = out / f"factors-{self.space.id}.safetensors"
         info = {k: v for k, v in card.items() if k != "config"}
         save_factors(path, fitted, space=self.space.id, default=default, info=json.loads(json.dumps(info, default=str)),
