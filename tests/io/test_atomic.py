@@ -3,11 +3,11 @@ import os
 
 import pytest
 import torch
+from tests.contract import small_disk, snapshot
 
 from latentbridge import io
 from latentbridge.errors import InputError
 from latentbridge.io import atomic_path
-from tests.contract import small_disk, snapshot
 
 
 def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):

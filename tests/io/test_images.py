@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.contract import snapshot
+from tests.io.hostile import IMAGE_FILES, PHOTO, png16
 
 from latentbridge import io
 from latentbridge.errors import InputError
-from tests.contract import snapshot
-from tests.io.hostile import IMAGE_FILES, PHOTO, png16
 
 
 def test_image_round_trip_is_8_bit_exact(tmp_path):

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from tests.contract import snapshot
+from tests.io.hostile import LATENT, LATENT_FILES
 
 from latentbridge import io, spaces
 from latentbridge.errors import InputError
 from latentbridge.io import latents
-from tests.contract import snapshot
-from tests.io.hostile import LATENT, LATENT_FILES
 
 
 def test_comfyui_latent_with_marker_loads_as_raw(tmp_path):

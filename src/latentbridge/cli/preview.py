@@ -198,7 +198,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         sp = spaces.get(args.space) if args.space else enc.space
         down = enc.space.downscale_in(enc.domain)
         loaded = []
-        for i, p in enumerate(tqdm(images, desc="encoding", unit="img")):
+        for i, p in enumerate(tqdm(images, desc="encoding", unit="img", disable=None)):
             img = _load_fit_image(p, args.size, down)
             lat = spaces.convert_domain(enc(img).float().cpu(), sp, enc.domain, "taesd")
             loaded.append((p, held_out(i, p), lat, img))
