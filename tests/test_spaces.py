@@ -220,3 +220,82 @@ def test_convert_domain_of_the_real_wan_latent_round_trips(wan_latent):
     raw = spaces.convert_domain(z, "wan21", "model", "raw")
     assert raw.shape == (1, 16, 16, 40, 64)
     torch.testing.assert_close(spaces.convert_domain(raw, "wan21", "raw", "model"), z, atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture
+def throwaway():
+    """A space registered at run time with every kind of fact; gone again after the test."""
+    sp = spaces.register(spaces.LatentSpace(
+        id="throwaway7", title="Throwaway", channels=7, downscale=8, scaling_factor=0.25, shift_factor=0.1,
+        aliases=("Throwaway7Format",), tiny_models=(spaces.TinyModel("taethrow"),),
+        diffusers_pipelines=("ThrowawayPipeline",), diffusers_vaes=("AutoencoderKLThrowaway",),
+        mixing=spaces.MixingPreset(steps=12, alpha_1=2.0), prior=1.0, sources={"scaling_factor": "this test"}))
+    yield sp
+    if any(s is sp for s in spaces.all()):
+        spaces.unregister(sp)
+
+
+def test_a_space_registered_at_run_time_is_found_by_every_lookup(throwaway, tmp_path):
+    from latentbridge import mixing, tiny
+    from latentbridge.tiny import layouts, loader
+
+    assert spaces.get("throwaway7") is throwaway and spaces.get("throwaway-7-format") is throwaway
+    assert spaces.all()[-1] is throwaway and spaces.list_spaces("throw*") == ["throwaway7"]
+    vae = type("AutoencoderKLThrowaway", (), {"config": {"latent_channels": 7, "scaling_factor": 0.25}})()
+    assert spaces.from_diffusers(type(vae)) is throwaway and spaces.from_diffusers(vae) is throwaway
+    assert spaces.from_diffusers(type("ThrowawayImg2ImgPipeline", (), {"vae": vae})()) is throwaway
+    assert spaces.from_diffusers({"_class_name": "AutoencoderKLThrowaway", "latent_channels": 7}) is throwaway
+    assert "taethrow" in spaces.tiny_names() and loader.split_name("taethrow_decoder") == ("taethrow", "decoder")
+    for role in layouts.HALVES:
+        torch.save(layouts.build(role, "standard", 7).state_dict(), tmp_path / f"taethrow_{role}.pth")
+    model = tiny.load("taethrow", models_dir=tmp_path)
+    assert model.space is throwaway and model.latent_channels == 7
+    assert mixing.preset("throwaway7") is throwaway.mixing and mixing.PRESETS["throwaway7"] is throwaway.mixing
+    found = spaces.detect(torch.randn(1, 7, 16, 16) * 4 + 0.1)
+    assert (found.require().space, found.best.domain) == (throwaway, "raw")
+
+
+def test_unregister_forgets_the_space_in_every_lookup(throwaway):
+    from latentbridge import mixing
+
+    spaces.unregister(throwaway)
+    with pytest.raises(UnknownSpaceError):
+        spaces.get("Throwaway7Format")
+    assert spaces.tiny_model("taethrow") is None and "throwaway7" not in mixing.PRESETS
+    assert not spaces.detect(torch.randn(1, 7, 16, 16)).candidates
+    with pytest.raises(InputError, match="space="):
+        spaces.from_diffusers(type("AutoencoderKLThrowaway", (), {}))
+
+
+def test_register_refuses_a_name_another_space_has():
+    with pytest.raises(ValueError, match="already names sdxl"):
+        spaces.register(spaces.LatentSpace(id="mine", title="Mine", channels=5, downscale=8, aliases=("xl",)))
+    assert "mine" not in spaces.list_spaces()
+
+
+@pytest.mark.parametrize("obj, expected", [
+    ({"_class_name": "AutoencoderKL", "latent_channels": 4, "scaling_factor": 0.18215}, "sd1"),
+    ({"_class_name": "AutoencoderKL", "latent_channels": 16, "scaling_factor": 1.5305, "shift_factor": 0.0609}, "sd3"),
+    ({"_class_name": "AutoencoderKL", "latent_channels": 4, "scaling_factor": 0.5, "latents_mean": [0] * 4,
+      "latents_std": [1] * 4}, "playground25"),
+    ({"_class_name": "AutoencoderKLWan", "z_dim": 48, "latents_mean": [0] * 48, "latents_std": [1] * 48}, "wan22"),
+    ({"_class_name": "AutoencoderKLCogVideoX", "latent_channels": 16, "scaling_factor": 0.7}, "cogvideox15"),
+    ({"_class_name": "AutoencoderDC", "latent_channels": 32, "scaling_factor": 0.41407}, "sana"),
+])
+def test_from_diffusers_tells_shared_vae_classes_apart_by_their_config(obj, expected):
+    assert spaces.from_diffusers(obj).id == expected
+
+
+@pytest.mark.parametrize("name, expected", [("StableDiffusionXLImg2ImgPipeline", "sdxl"), ("StableDiffusionPipeline", "sd1"),
+                                            ("StableDiffusion3Pipeline", "sd3"), ("FluxPipeline", "flux1"),
+                                            ("Flux2Pipeline", "flux2"), ("QwenImagePipeline", "wan21"),
+                                            ("QwenImage21Pipeline", "qwenimage21"), ("MochiPipeline", "mochi")])
+def test_from_diffusers_knows_pipelines_by_the_longest_class_prefix(name, expected):
+    assert spaces.from_diffusers(type(name, (), {})).id == expected
+
+
+def test_from_diffusers_asks_for_the_space_when_the_pipeline_class_is_shared():
+    with pytest.raises(AmbiguousError, match="wan21 or wan22.*space="):
+        spaces.from_diffusers(type("WanPipeline", (), {}))
+    wan22 = type("AutoencoderKLWan", (), {"config": {"z_dim": 48}})()
+    assert spaces.from_diffusers(type("WanPipeline", (), {"vae": wan22})()).id == "wan22"

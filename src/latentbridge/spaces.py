@@ -1090,7 +1090,7 @@ def register(space: LatentSpace) -> LatentSpace:
 def unregister(name: str | LatentSpace) -> None:
     """Remove a space added with :func:`register` (or any other) from the registry."""
     space = get(name)
-    _REGISTRY.remove(space)
+    del _REGISTRY[next(i for i, s in enumerate(_REGISTRY) if s is space)]
     for key in [k for k, v in _BY_KEY.items() if v is space]:
         del _BY_KEY[key]
 

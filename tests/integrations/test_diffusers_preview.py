@@ -274,7 +274,7 @@ def test_a_deep_copy_of_the_observed_scheduler_steps_plainly(tmp_path):
     assert live.x0 is None and pipe.scheduler.step_index is None
 
 
-def test_pipeline_space_reads_video_pipelines_by_class():
+def test_video_pipelines_are_known_by_class():
     for name, space in (("HunyuanVideoPipeline", "hunyuanvideo"), ("HunyuanVideo15Pipeline", "hunyuanvideo15"),
                         ("LTX2Pipeline", "ltxv"), ("LTXImageToVideoPipeline", "ltxv")):
-        assert dp.pipeline_space(type(name, (), {})()).id == space
+        assert spaces.from_diffusers(type(name, (), {})()).id == space

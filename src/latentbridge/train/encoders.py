@@ -12,9 +12,6 @@ import torch
 from .. import spaces
 from ..errors import InputError
 
-# diffusers VAE configs name no space; their scaling factor does (SD1/SD2 share one).
-_BY_SCALING = {0.18215: "sd1", 0.13025: "sdxl", 1.5305: "sd3", 0.3611: "flux1", 0.41407: "sana"}
-
 
 @dataclass
 class Encoder:
@@ -70,13 +67,10 @@ def _diffusers_encoder(spec: str, folder: Path, space_name: str | None, device, 
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: not a diffusers model folder (no config.json)")
     config = json.loads((folder / "config.json").read_text())
-    if space_name is None:
-        guess = _BY_SCALING.get(round(float(config.get("scaling_factor", 0.0)), 5))
-        if guess is None:
-            raise InputError(f"{spec}: cannot tell the latent space from scaling_factor "
-                             f"{config.get('scaling_factor')}; write it as diffusers:{folder}@SPACE")
-        space_name = guess
-    space = spaces.get(space_name)
+    try:  # diffusers VAE configs name no space: their class, channels and scaling constants do
+        space = spaces.get(space_name) if space_name else spaces.from_diffusers(config, ask=f"diffusers:{folder}@SPACE")
+    except InputError as e:
+        raise type(e)(f"{spec}: {e}") from None
     vae = AutoencoderKL.from_pretrained(folder, torch_dtype=dtype).to(device).eval()
 
     def encode(images: torch.Tensor) -> torch.Tensor:

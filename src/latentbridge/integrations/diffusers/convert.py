@@ -25,14 +25,7 @@ import torch
 
 from ... import interposer, spaces
 from ...errors import InputError
-from .preview import (
-    narrow_by_vae,
-    pack_video_tokens,
-    pipeline_space,
-    takes_video_tokens,
-    unpack_tokens,
-    unpack_video_tokens,
-)
+from .preview import pack_video_tokens, takes_video_tokens, unpack_tokens, unpack_video_tokens
 
 _FAMILIES = "SD1.x/2.x, SDXL, SD3, FLUX.1, FLUX.2, Sana, Wan 2.1/2.2 and LTX-Video/LTX-2"
 
@@ -55,17 +48,11 @@ class LatentForm:
 
 
 def _vae_space(vae: Any) -> spaces.LatentSpace:
-    """The space of a bare VAE: FLUX.2 by its batch-norm statistics, others by the registry's ``diffusers_vaes``
-    narrowed by the channels and scaling constants of the VAE's config."""
+    """The space of a bare VAE: FLUX.2 by its batch-norm statistics (diffusers' and the tiny FLUX.2 VAE), others
+    from the registry (:func:`latentbridge.spaces.from_diffusers`)."""
     if _has_batch_norm(vae):
         return spaces.get("flux2")
-    config = vae.config
-    found = [sp for sp in spaces.all() if type(vae).__name__ in sp.diffusers_vaes and sp.packing is None
-             and (sp.latents_std is None) == (config.get("latents_std") is None)
-             and math.isclose(sp.shift_factor, float(config.get("shift_factor") or 0.0), abs_tol=1e-4)]
-    channels = config.get("z_dim") or config.get("latent_channels")
-    return narrow_by_vae(found, vae, f"this {type(vae).__name__} ({channels} channels, scaling_factor "
-                         f"{config.get('scaling_factor')})", "pass from_space= / to_space=")
+    return spaces.from_diffusers(vae, ask="from_space= / to_space=")
 
 
 def _has_batch_norm(vae: Any) -> bool:
@@ -110,7 +97,7 @@ def latent_form(pipe_or_vae: Any, space: str | spaces.LatentSpace | None = None)
         vae = pipe_or_vae
     if getattr(vae, "config", None) is None:
         raise InputError(f"expected a diffusers pipeline with a .vae, or a VAE, got {type(pipe_or_vae).__name__}")
-    sp = spaces.get(space) if space is not None else _vae_space(vae) if vae_only else pipeline_space(pipe_or_vae)
+    sp = spaces.get(space) if space is not None else _vae_space(vae) if vae_only else spaces.from_diffusers(pipe_or_vae)
     if sp.ndim != 4 and sp.id not in ("wan21", "wan22", "ltxv"):
         raise InputError(f"convert_latents handles {_FAMILIES} pipelines and their VAEs; {sp.id} latents are not "
                          "among them")

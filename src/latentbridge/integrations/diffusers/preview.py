@@ -32,40 +32,6 @@ from ...preview import best_method, preview
 from ...preview.api import METHODS
 
 AUTO = "auto"
-def pipeline_space(pipe: Any) -> spaces.LatentSpace:
-    """The registry space a diffusers pipeline samples in: the one whose ``diffusers_pipelines`` prefix its class name
-    starts with (the longest wins; spaces sharing a prefix, Wan 2.1 and 2.2, are told apart by the pipeline's VAE),
-    else the space whose ``diffusers_vaes`` hold its VAE's class and scaling factor."""
-    name = type(pipe).__name__
-    vae = getattr(pipe, "vae", None)
-    prefixes = [(len(prefix), sp) for sp in spaces.all() for prefix in sp.diffusers_pipelines if name.startswith(prefix)]
-    if prefixes:
-        longest = max(n for n, _ in prefixes)
-        return narrow_by_vae([sp for n, sp in prefixes if n == longest], vae, name)
-    found = [sp for sp in spaces.all() if type(vae).__name__ in sp.diffusers_vaes]
-    return narrow_by_vae([sp for sp in found if getattr(vae, "config", None) is not None and _fits(sp, vae)], vae, name)
-
-
-def narrow_by_vae(candidates: list[spaces.LatentSpace], vae: Any, what: str, fix: str = "pass space=",
-                  ) -> spaces.LatentSpace:
-    """The one space of ``candidates`` whose channels and scaling factor ``vae``'s config states (a single candidate
-    needs no VAE); an :class:`InputError` saying ``fix`` when none or several fit."""
-    if len(candidates) == 1:
-        return candidates[0]
-    fitting = [sp for sp in candidates if getattr(vae, "config", None) is not None and _fits(sp, vae)]
-    if len(fitting) == 1:
-        return fitting[0]
-    names = f" (it could be {', '.join(sp.id for sp in fitting)})" if len(fitting) > 1 else ""
-    raise InputError(f"cannot tell the latent space of {what}{names}: {fix} (see 'latentbridge spaces')")
-
-
-def _fits(sp: spaces.LatentSpace, vae: Any) -> bool:
-    """Whether ``vae``'s config states the channels and scaling factor of ``sp`` (where it states them)."""
-    config = vae.config
-    channels = config.get("z_dim") or config.get("latent_channels")
-    scaling = config.get("scaling_factor")
-    return ((channels is None or channels in (sp.channels, sp.taesd_channels))
-            and (scaling is None or math.isclose(float(scaling), sp.scaling_factor, rel_tol=1e-4)))
 
 
 def denoised(scheduler: Any, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, index: int | None,
@@ -239,7 +205,7 @@ class LivePreview:
     def attach(self, pipe: Any) -> None:
         """Observe ``pipe.scheduler.step`` to see each step's x0; the step itself is left exactly as it was."""
         if self.space is None:
-            self.space = pipeline_space(pipe)
+            self.space = spaces.from_diffusers(pipe)
         if getattr(pipe, "vae_scale_factor", None):
             self.cell = int(pipe.vae_scale_factor) * 2
         scheduler = pipe.scheduler
