@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import torch
+from PIL import Image
 
 from ..errors import InputError
 from ..io import IMAGE_EXTENSIONS, list_images
@@ -19,16 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder of images, or a text file with one image path per line (repeatable)")
     b.add_argument("--encoders", required=True, help="comma-separated encoders: tiny-AE names or files (taef2,taesana), "
                    "diffusers:FOLDER for an AutoencoderKL; NAME@SPACE states the space")
-    b.add_argument("--size", type=int, default=256, help="crop size in pixels [%(default)s]")
-    b.add_argument("--extra-sizes", default="", help="comma-separated smaller sizes to encode each crop at as well "
-                   "(e.g. 128 for 2x upscaler data)")
-    b.add_argument("--crops", type=int, default=1, help="crops per image; the first is the centre [%(default)s]")
+    b.add_argument("--size", type=_at_least(8), default=256, help="crop size in pixels [%(default)s]")
+    b.add_argument("--extra-sizes", type=_sizes, default=[], help="comma-separated smaller sizes to encode each crop "
+                   "at as well (e.g. 128 for 2x upscaler data)")
+    b.add_argument("--crops", type=_at_least(1), default=1, help="crops per image; the first is the centre "
+                   "[%(default)s]")
     b.add_argument("--no-flips", action="store_true", help="no random horizontal flips")
     b.add_argument("--eval", action="append", default=[], metavar="PATTERN",
                    help="images whose name matches go to the held-out split (repeatable)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--shard-size", type=int, default=256, help="crops per shard file [%(default)s]")
-    b.add_argument("--batch-size", type=int, default=16, help="encoder batch size [%(default)s]")
+    b.add_argument("--shard-size", type=_at_least(1), default=256, help="crops per shard file [%(default)s]")
+    b.add_argument("--batch-size", type=_at_least(1), default=16, help="encoder batch size [%(default)s]")
     b.add_argument("--device", default="auto", help="auto, cpu or cuda [%(default)s]")
     b.add_argument("-o", "--output", required=True, help="dataset folder (a rerun resumes it)")
     b.set_defaults(func=cmd_dataset_build)
@@ -37,10 +39,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="TOML config (see configs/)")
     p.add_argument("--data", required=True, help="dataset folder from 'latentbridge dataset build'")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics.csv, samples/, export/")
-    p.add_argument("--steps", type=int, help="override train.steps")
-    p.add_argument("--checkpoint-every", type=int, help="override train.checkpoint_every")
+    p.add_argument("--steps", type=_at_least(0), help="override train.steps")
+    p.add_argument("--checkpoint-every", type=_at_least(0), help="override train.checkpoint_every")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.set_defaults(func=cmd_train)
+
+
+def _at_least(least: int):
+    """An argparse type: a whole number of at least ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is below {least}")
+        return value
+
+    return parse
+
+
+def _sizes(text: str) -> list[int]:
+    """An argparse type: comma-separated sizes of at least 8 pixels."""
+    return [_at_least(8)(part.strip()) for part in text.split(",") if part.strip()]
 
 
 def _images(sources: list[str]) -> tuple[list[Path], Path | None]:
@@ -52,7 +74,12 @@ def _images(sources: list[str]) -> tuple[list[Path], Path | None]:
             paths += list_images(src)
             roots.append(src)
         elif src.is_file() and src.suffix.lower() not in IMAGE_EXTENSIONS:
-            paths += [Path(line.strip()) for line in src.read_text().splitlines() if line.strip()]
+            try:
+                lines = src.read_bytes().decode("utf-8").splitlines()
+            except UnicodeDecodeError:
+                raise InputError(f"{src}: neither an image ({', '.join(IMAGE_EXTENSIONS)}) nor a text file listing "
+                                 "image paths") from None
+            paths += [Path(line.strip()) for line in lines if line.strip()]
         elif src.is_file():
             paths.append(src)
         else:
@@ -63,13 +90,16 @@ def _images(sources: list[str]) -> tuple[list[Path], Path | None]:
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     from ..train import build_dataset, load_encoder
 
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    encoders = [load_encoder(spec.strip(), device=device) for spec in args.encoders.split(",") if spec.strip()]
+    encoders = [load_encoder(spec.strip(), device=args.device) for spec in args.encoders.split(",") if spec.strip()]
     paths, root = _images(args.images)
-    extra = [int(x) for x in args.extra_sizes.split(",") if x.strip()]
-    manifest = build_dataset(paths, encoders, Path(args.output), size=args.size, extra_sizes=extra, crops=args.crops,
-                             flips=not args.no_flips, seed=args.seed, shard_size=args.shard_size,
+    manifest = build_dataset(paths, encoders, Path(args.output), size=args.size, extra_sizes=args.extra_sizes,
+                             crops=args.crops, flips=not args.no_flips, seed=args.seed, shard_size=args.shard_size,
                              eval_patterns=args.eval, batch_size=args.batch_size, root=root)
+    for path in manifest["skipped"]["unreadable"]:
+        sys.stderr.write(f"warning: {path}: skipped, not a readable image (damaged, truncated or not a picture)\n")
+    for path in manifest["skipped"]["too large"]:
+        sys.stderr.write(f"warning: {path}: skipped, above PIL's decompression-bomb limit of "
+                         f"{Image.MAX_IMAGE_PIXELS * 2:,} pixels\n")
     images = manifest["images"]
     skipped = ", ".join(f"{len(v)} {k}" for k, v in manifest["skipped"].items() if v) or "none"
     encoders = ", ".join(f"{n} ({e['space']}, {e['domain']})" for n, e in manifest["encoders"].items())

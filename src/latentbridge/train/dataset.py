@@ -94,22 +94,26 @@ def build_dataset(
     """Encode crops of ``images`` through every encoder into ``out`` (resumable); returns the manifest.
 
     Latents are stored in each encoder's own domain (``taesd`` for tiny autoencoders, ``raw`` for a VAE).
-    Unreadable (damaged, truncated, not a picture, a decompression bomb) and tiny images are skipped and listed in
-    the manifest's ``skipped``. Images whose path (relative to ``root``) matches one of ``eval_patterns`` are marked
-    ``split = eval``. Every option is checked before anything is written, and ``out`` must be new, empty, or this
-    same dataset (a rerun resumes it): a file the build did not write is never replaced.
+    Unreadable (damaged, truncated, not a picture), too large (above PIL's decompression-bomb limit) and tiny images
+    are skipped and listed in the manifest's ``skipped``. Images whose path (relative to ``root``) matches one of
+    ``eval_patterns`` are marked ``split = eval``. Every option is checked before anything is written, and ``out``
+    must be new, empty, or this same dataset (a rerun resumes it): a file the build did not write is never replaced.
     """
     all_sizes = _check_options(encoders, size, extra_sizes, crops, shard_size, batch_size)
     old = _existing_dataset(out)
-    kept, skipped = [], {"unreadable": [], "too small": []}
+    kept, skipped = [], {"unreadable": [], "too large": [], "too small": []}
     for p in tqdm(sorted(images), desc="checking images", unit="img", leave=False, disable=None):
-        dims = _readable_size(p, size)
-        if dims is None:
+        try:
+            dims = _decoded_size(p, size)
+        except Image.DecompressionBombError:
+            skipped["too large"].append(str(p))
+        except (OSError, SyntaxError, ValueError, EOFError):
             skipped["unreadable"].append(str(p))
-        elif min(dims) < size // 2:
-            skipped["too small"].append(str(p))
         else:
-            kept.append((p, dims))
+            if min(dims) < size // 2:
+                skipped["too small"].append(str(p))
+            else:
+                kept.append((p, dims))
     if not kept:
         raise InputError(f"no usable images (skipped: {', '.join(f'{len(v)} {k}' for k, v in skipped.items())})")
     hashes = [_sha256(p) for p, _ in kept]
@@ -187,15 +191,12 @@ def _check_options(encoders: Sequence[Encoder], size: int, extra_sizes: Sequence
     return all_sizes
 
 
-def _readable_size(path: Path, size: int) -> tuple[int, int] | None:
-    """The image's width and height once it decodes to the end (a truncated file fails here), else None."""
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale; every byte is still read
-            dims = im.size
-            im.load()
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
-        return None
+def _decoded_size(path: Path, size: int) -> tuple[int, int]:
+    """The image's width and height, once it has decoded to the end: a truncated file fails here, not mid-build."""
+    with Image.open(path) as im:
+        dims = im.size
+        im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale; every byte is still read
+        im.load()
     return dims
 
 
