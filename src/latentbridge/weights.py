@@ -21,6 +21,7 @@ from typing import TypeVar
 import torch
 from safetensors import SafetensorError, safe_open
 
+from . import devices
 from . import hub as _hub
 from .errors import HubError, InputError, WeightsFormatError, WeightsNotFoundError
 from .hub import HubFile
@@ -308,7 +309,7 @@ def load_model(path: str | os.PathLike, *, kind: str, build: Callable[[ModelInfo
     are loaded strictly (:func:`load_state`), then it goes to ``device``/``dtype`` in eval mode, frozen, and through
     ``prepare`` (an inference-only rewrite such as a fused layout). :class:`WeightsFormatError` when the file is not
     a ``kind`` model. ``build`` and ``prepare`` are part of the cache key: pass module-level functions."""
-    device = torch.device(device or "cpu")
+    device = devices.resolve(device)
     dtype = dtype or torch.float32
 
     def make() -> tuple[torch.nn.Module, ModelInfo]:

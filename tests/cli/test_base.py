@@ -49,7 +49,7 @@ def test_a_command_that_needs_the_space_of_an_unlabelled_latent_asks_for_the_spa
 
 def test_core_parameter_names_become_cli_flags_in_error_lines():
     assert in_flags("say which with space= (and domain=).") == "say which with --space (and --domain)."
-    assert in_flags("pass space='sd1'; myspace= stays") == "pass space='sd1'; myspace= stays"
+    assert in_flags("pass space='sd1'; myspace= stays") == "pass --space sd1; myspace= stays"
 
 
 def test_info_on_nan_latent_exits_2_with_an_error_line(tmp_path, capsys):

@@ -44,7 +44,7 @@ def test_target_size_rounds_like_comfyui_and_accepts_pairs_and_sizes():
     for bad in ((0.0,), -1.0, float("nan"), (1.0, 2.0, 3.0)):
         with pytest.raises(InputError):
             target_size((4, 4), bad)
-    with pytest.raises(InputError, match="either a scale or a target size"):
+    with pytest.raises(InputError, match="either scale= or size="):
         target_size((4, 4), 2.0, (8, 8))
 
 

@@ -16,14 +16,57 @@ from collections.abc import Iterator, Sequence
 from .. import __version__, io
 from ..errors import LatentBridgeError
 
-# Core errors name Python parameters (``space=``); the CLI's messages name its flags instead.
+# Core errors name Python parameters (``space=``, ``fit='pad'``, ``scale=1e6``); the CLI's messages name its options
+# instead. A parameter becomes the option of the running command whose destination has its name, or the entry here.
 PARAMETER_FLAGS = {"space": "--space", "domain": "--domain"}
-_PARAMETER = re.compile(rf"\b({'|'.join(PARAMETER_FLAGS)})=(?=[\s),.;:]|$)")
+# Core parameters that a command spells differently: command -> parameter -> option(s).
+COMMAND_FLAGS = {
+    "convert": {"src": "--from", "dst": "--to"},
+    "preview": {"duration_ms": "--duration"},
+    "upscale": {"size": "--width/--height"},
+}
+_PARAMETER = re.compile(r"(?<![\w.-])(?P<name>[a-z][a-z0-9_]*)=(?:(?P<value>'[^']*'|\"[^\"]*\"|\([^()]*\)"
+                        r"|-?\w+(?:[.+-]\w+)*)|(?=[\s),.;:]|$))")
+_QUOTES = "'\""
 
 
-def in_flags(message: str) -> str:
-    """``message`` with each bare ``name=`` of :data:`PARAMETER_FLAGS` replaced by the CLI flag."""
-    return _PARAMETER.sub(lambda m: PARAMETER_FLAGS[m.group(1)], message)
+def in_flags(message: str, options: dict[str, tuple[str, bool]] | None = None) -> str:
+    """``message`` with each core ``name=value`` written as the CLI option: ``fit='pad'`` -> ``--fit pad``,
+    ``overwrite=True`` -> ``--overwrite``, a bare ``space=`` -> ``--space``. ``options`` maps parameter names to
+    (option, takes a value) for the running command (:func:`command_options`); names in neither stay as they are."""
+    known = {name: (flag, True) for name, flag in PARAMETER_FLAGS.items()} | (options or {})
+
+    def flag(m: re.Match) -> str:
+        name, value = m.group("name"), m.group("value")
+        if name not in known:
+            return m.group(0)
+        option, takes_value = known[name]
+        if value is None or not takes_value:
+            return option
+        return f"{option} {value.strip(_QUOTES) if value[:1] in _QUOTES else value}"
+
+    return _PARAMETER.sub(flag, message)
+
+
+def command_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, tuple[str, bool]]:
+    """Parameter name -> (long option, takes a value) for the (sub)command ``args`` ran, from its parser."""
+    command = parser
+    names: list[str] = []
+    while True:
+        sub = next((a for a in command._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, sub.dest, None) if sub else None
+        if chosen is None:
+            break
+        names.append(chosen)
+        command = sub.choices[chosen]
+    found = {}
+    for action in command._actions:
+        long = [s for s in action.option_strings if s.startswith("--")]
+        if long and action.dest != "help":
+            found[action.dest] = (long[0], action.nargs != 0)
+    for name, option in COMMAND_FLAGS.get(" ".join(names), {}).items():
+        found[name] = (option, True)
+    return found
 
 
 # Command groups, in the order ``--help`` lists them; each module may also define ``demo(out, ctx)``.
@@ -70,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LatentBridgeError, OSError) as e:
         if args.debug:
             traceback.print_exc()
-        message = in_flags(str(e)) if isinstance(e, LatentBridgeError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+        message = in_flags(str(e), command_options(parser, args)) if isinstance(e, LatentBridgeError) else (
+            f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
         sys.stderr.write(f"error: {message}\n")
         return 2
     except (KeyboardInterrupt, Stopped) as e:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .. import io, spaces
+from .. import io, limits, spaces
 from ..errors import InputError
 
 
@@ -30,6 +30,10 @@ def read_latent(path: str, args: argparse.Namespace, *, need_space: bool = True,
                 finite: bool = True) -> tuple[io.LatentFile, spaces.LatentSpace | None, str]:
     """Load a latent and settle its space and domain from --space/--domain, metadata, then detection."""
     lf = io.load_latent(path, space=getattr(args, "space", None), domain=getattr(args, "domain", None))
+    try:
+        limits.check_not_empty(lf.tensor)
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
     if finite and not bool(torch.isfinite(lf.tensor).all()):
         bad = int((~torch.isfinite(lf.tensor)).sum())
         raise InputError(f"{path}: the latent holds {bad} NaN or infinite values; it is corrupt or came from a "

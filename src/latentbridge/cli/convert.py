@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .. import demo_data, io, spaces
+from .. import demo_data, devices, io, spaces
 from ..errors import AmbiguousError, InputError
 from .common import add_output, write_latent
 
@@ -36,6 +36,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise InputError("say where to write the result with -o OUT (or pass --dry-run to only plan)")
     if args.output:
         io.check_writable(args.output, overwrite=args.overwrite)
+    device = devices.resolve(args.device) if args.device else None
     lf = io.load_latent(args.latent, space=args.space, domain=args.domain)
     src, domain = _source(lf)
     route = plan(src, dst, models_dir=args.models_dir)
@@ -45,7 +46,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     start = time.perf_counter()
-    out = convert(lf.tensor, src, dst, domain=domain, models_dir=args.models_dir, device=args.device)
+    out = convert(lf.tensor, src, dst, domain=domain, models_dir=args.models_dir, device=device)
     seconds = time.perf_counter() - start
     path = write_latent(args, out, dst, domain, metadata={"latentbridge.converted_from": src.id,
                                                           "latentbridge.route": route.describe()})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .. import demo_data, io, spaces
+from .. import demo_data, io, limits, spaces
 from ..errors import InputError, LatentBridgeError
 from ..preview import (
     FORMS,
@@ -23,6 +23,7 @@ from ..preview import (
     resize,
     save_factors,
 )
+from ..preview.fit import check_options
 from .common import add_output, read_latent
 
 AUTO = "auto"
@@ -158,6 +159,7 @@ def _load_fit_image(path: Path, size: int, down: int) -> torch.Tensor:
     h, w = image.shape[-2:]
     scale = size / min(h, w)
     nh, nw = max(down, round(h * scale)), max(down, round(w * scale))
+    limits.check_pixels(1, nh, nw, what=f"{path} resized", fix="use a smaller size=")
     if (nh, nw) != (h, w):
         image = torch.nn.functional.interpolate(image, size=(nh, nw), mode="bicubic", antialias=True).clamp(0, 1)
     ch, cw = nh // down * down, nw // down * down
@@ -170,6 +172,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     if bool(args.encoder) == bool(args.latents):
         raise InputError("give either --encoder MODEL (to encode --images) or --latents FILES (precomputed)")
+    if args.size < 1:
+        raise InputError(f"--size {args.size} is not a positive number of pixels")
+    check_options(ridge=args.ridge, patch=1 if args.patch is None else args.patch)
     images = io.list_images(args.images)
     if not images:
         raise InputError(f"{args.images}: no images found")
@@ -192,9 +197,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         from ..train import load_encoder
 
-        device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
-            "cpu" if args.device == "auto" else args.device)
-        enc = load_encoder(args.encoder, device=device)
+        enc = load_encoder(args.encoder, device=args.device)
         sp = spaces.get(args.space) if args.space else enc.space
         down = enc.space.downscale_in(enc.domain)
         loaded = []

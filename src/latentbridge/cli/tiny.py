@@ -179,6 +179,8 @@ def output_paths(output: str, count: int, *, grid: bool) -> list[Path]:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    if args.tile is not None and args.tile < 1:
+        raise InputError(f"--tile {args.tile} is not a positive number of latent pixels")
     lf, space, domain = read_latent(args.latent, args, need_space=False)
     latent = lf.tensor
     if space is None and domain != "taesd" and not args.domain:

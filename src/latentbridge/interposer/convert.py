@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from .. import spaces
+from .. import devices, limits, spaces
 from ..errors import InputError
 from .models import ModelEntry, inference_net, locate
 from .routing import Route, plan
@@ -18,6 +18,7 @@ def _as_batch(latent: torch.Tensor, space: spaces.LatentSpace, domain: str) -> t
     if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
         what = latent.dtype if isinstance(latent, torch.Tensor) else type(latent).__name__
         raise InputError(f"convert takes a floating-point torch.Tensor latent, got {what}: convert with .float()")
+    limits.check_not_empty(latent)
     spatial = space.ndim - 2
     if latent.ndim < spatial + 1:
         raise InputError(f"a {space.id} latent needs at least {spatial + 1} dims (C, H, W); got shape {tuple(latent.shape)}")
@@ -28,7 +29,7 @@ def _as_batch(latent: torch.Tensor, space: spaces.LatentSpace, domain: str) -> t
     if x.shape[1] != space.channels_in(domain):
         unpacked = f" (or {space.taesd_channels} unpacked)" if space.packing and domain != "taesd" else ""
         raise InputError(f"the latent has {x.shape[1]} channels but a {space.id} latent in the {domain} domain has "
-                         f"{space.channels_in(domain)}{unpacked}: check the source space (--from) and the domain")
+                         f"{space.channels_in(domain)}{unpacked}: check the source space (src=) and domain=")
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise InputError(f"the latent holds {bad} NaN or infinite values: it is corrupt or came from a diverged "
@@ -72,7 +73,7 @@ def convert(latent: torch.Tensor, src: str | spaces.LatentSpace, dst: str | spac
         raise InputError(f"unknown domain {domain!r}: use one of {', '.join(spaces.DOMAINS)}")
     x, lead, domain = _as_batch(latent, a, domain)
     route = plan(a, b, models_dir=models_dir)
-    run_on = torch.device(device) if device is not None else latent.device
+    run_on = devices.resolve(device, default=latent.device)
     x = x.to(run_on, _compute_dtype(latent.dtype, run_on))
     if route.steps and a.ndim != 4:
         raise InputError(f"interposers work on 4-D image latents; {a.id} latents are {a.ndim}-D")

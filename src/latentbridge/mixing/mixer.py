@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .. import limits
 from ..errors import InputError
 from . import noise as _noise
 from .process import check_sigmas, process_for
@@ -38,6 +39,7 @@ def refine(denoiser: Denoise, latent: torch.Tensor, sigmas: torch.Tensor | Seque
 
     Run at low denoise (the tail of a schedule) it removes the grain that mixing can leave.
     """
+    limits.check_not_empty(latent)
     sig = check_sigmas(sigmas, kind).to(latent.device)
     start = process_for(kind).add_noise(latent, _noise.randn(latent, seed, _noise.CLEANUP_RENOISE), float(sig[0]))
     return run_sampler(sampler, _k_model(denoiser), start, sig, None, callback, disable, kind=kind, eta=eta, seed=seed,
@@ -78,6 +80,7 @@ def sample(
     """
     if not isinstance(reference, torch.Tensor) or not reference.is_floating_point():
         raise InputError("the reference must be a floating-point latent tensor in the model domain")
+    limits.check_not_empty(reference, "the reference")
     sig = check_sigmas(sigmas, kind).to(reference.device)
     steps = len(sig) - 1
     weights = as_weights(schedule, steps, alpha_1=alpha_1, start=start, stop=stop, minimum=minimum, maximum=maximum)

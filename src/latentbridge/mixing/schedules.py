@@ -27,6 +27,7 @@ import math
 
 import torch
 
+from .. import limits
 from ..errors import InputError
 
 SCHEDULES = ("cosine", "cosine_mixer", "linear", "logistic")
@@ -68,6 +69,7 @@ def schedule(
         raise InputError(f"unknown blending schedule {name!r}: use one of {', '.join(SCHEDULES)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InputError(f"steps must be a positive integer (the sampler's number of steps); got {steps!r}")
+    limits.check_steps(steps)
     if not (math.isfinite(alpha_1) and alpha_1 > 0):
         raise InputError(f"alpha_1 must be > 0 (DemoFusion uses 3; larger lets go of the noised copy sooner); got {alpha_1}")
     if not (math.isfinite(start) and 0.0 <= start < 1.0):

@@ -3,12 +3,13 @@ decoder; non-finite latent pixels show as a magenta marker instead of failing.""
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 import torch.nn.functional as F
 
-from .. import spaces
+from .. import limits, spaces
 from ..errors import InputError, LatentBridgeError
 from . import neural
 from .factors import Factors, default_factors, load_factors
@@ -45,6 +46,9 @@ def preview(
     if method not in METHODS:
         raise InputError(f"unknown preview method {method!r}: use one of {', '.join(METHODS)}")
     x, patch = _taesd_input(latent, sp, domain)
+    if size is not None:  # refused before anything is computed
+        h, w = _target((x.shape[-2] * patch, x.shape[-1] * patch), size)
+        limits.check_pixels(limits.items(x), h, w, what="the preview", fix="use a smaller size=")
     if method == "linear":
         f = factors if isinstance(factors, Factors) else load_factors(factors) if factors is not None else default_factors(sp)
         with torch.no_grad():
@@ -91,6 +95,7 @@ def _taesd_input(latent: torch.Tensor, sp: spaces.LatentSpace, domain: str) -> t
         raise InputError(f"unknown domain {domain!r}: use one of {', '.join(spaces.DOMAINS)}")
     if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
         raise InputError("preview needs a floating-point torch.Tensor latent")
+    limits.check_not_empty(latent)
     x = latent
     if x.ndim == 5:
         x = x.transpose(1, 2).flatten(0, 1)
@@ -108,8 +113,8 @@ def _taesd_input(latent: torch.Tensor, sp: spaces.LatentSpace, domain: str) -> t
     elif c == sp.channels:
         return (sp.to_model(x) if domain == "raw" else x), 1
     want = f"{sp.channels}" + (f" (packed) or {sp.taesd_channels} (unpacked)" if sp.packing else "")
-    raise InputError(f"a {sp.id} latent has {want} channels; this one has {c} (shape {tuple(latent.shape)}). "
-                     "Check --space, or see 'latentbridge info' for what the file holds")
+    raise InputError(f"a {sp.id} latent has {want} channels; this one has {c} (shape {tuple(latent.shape)}): "
+                     "check space=")
 
 
 def _bad_pixels(x: torch.Tensor, patch: int) -> torch.Tensor | None:
@@ -147,7 +152,7 @@ def _tiny(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, batch: int | None
     clips (batch-major): a video decoder then sees each clip whole and may give more frames than the latent has,
     still folded batch-major; an image decoder decodes frame by frame."""
     if sp.tiny is None:
-        raise InputError(f"{sp.id} has no tiny autoencoder: use --method linear or neural")
+        raise InputError(f"{sp.id} has no tiny autoencoder: use method='linear' or method='neural'")
     from .. import tiny
 
     model = tiny.load(f"{sp.tiny}_decoder", device=x.device, dtype=x.dtype)
@@ -159,16 +164,28 @@ def _tiny(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, batch: int | None
         return model.decode(z).clamp(0, 1)
 
 
+def _target(hw: tuple[int, int], size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) of a picture of ``hw`` resized to ``size``: an int is the longer side, a pair the size."""
+    h, w = hw
+    if isinstance(size, (int, float)) and not isinstance(size, bool):
+        if not (math.isfinite(size) and size >= 1 and size == int(size)):
+            raise InputError(f"size={size} is not a positive whole number of pixels")
+        scale = int(size) / max(h, w)
+        return max(1, round(h * scale)), max(1, round(w * scale))
+    try:
+        target = tuple(int(v) for v in size)
+    except (TypeError, ValueError, OverflowError):
+        target = ()
+    if len(target) != 2 or min(target) < 1:
+        raise InputError(f"size={size!r} is not a longer side or a (height, width) pair of positive whole numbers")
+    return target  # type: ignore[return-value]
+
+
 def resize(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Resize (B, 3, H, W): an int is the longer side (aspect kept), a pair is (height, width); smooth both ways."""
     h, w = images.shape[-2:]
-    if isinstance(size, int):
-        if size < 1:
-            raise InputError(f"size must be a positive number of pixels, got {size}")
-        scale = size / max(h, w)
-        target = (max(1, round(h * scale)), max(1, round(w * scale)))
-    else:
-        target = (int(size[0]), int(size[1]))
+    target = _target((h, w), size)
+    limits.check_pixels(limits.items(images), *target, what="the resized pictures", fix="use a smaller size=")
     if target == (h, w):
         return images
     mode = "bilinear" if target[0] < h or target[1] < w else "bicubic"

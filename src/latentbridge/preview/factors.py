@@ -178,8 +178,8 @@ def _builtin(space: str) -> Factors:
 
 def _from_space(sp: spaces.LatentSpace) -> Factors:
     if sp.rgb_factors is None:
-        raise InputError(f"{sp.id} has no built-in preview factors: fit some with 'latentbridge fit-preview --space "
-                         f"{sp.id}' and pass them with --factors (or use --method tiny/neural)")
+        raise InputError(f"{sp.id} has no built-in preview factors: fit some with 'latentbridge fit-preview' and pass "
+                         "them with factors=, or use method='tiny' or method='neural'")
     weight = torch.tensor(sp.rgb_factors, dtype=torch.float32)
     bias = torch.tensor(sp.rgb_bias, dtype=torch.float32) if sp.rgb_bias is not None else None
     source = sp.sources.get("rgb_factors", "registry")

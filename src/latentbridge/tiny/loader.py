@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import devices, spaces, weights
-from ..errors import WeightsFormatError, WeightsNotFoundError
+from ..errors import InputError, WeightsFormatError, WeightsNotFoundError
 from . import layouts, taehv, video
 from .model import TinyAutoencoder
 
@@ -106,8 +106,9 @@ def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.dev
     """
     device = devices.resolve(device)
     dtype = dtype or torch.float32
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise InputError(f"dtype={dtype!r} is not a floating-point torch.dtype: use torch.float32, torch.bfloat16 or "
+                         "torch.float16")
     if isinstance(name_or_path, (str, os.PathLike)):
         label = str(name_or_path)
         split = split_name(label) if not Path(label).is_file() else None

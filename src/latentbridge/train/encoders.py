@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .. import spaces
+from .. import devices, spaces
 from ..errors import InputError
 
 
@@ -38,7 +38,8 @@ class Encoder:
 
 def load_encoder(spec: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Encoder:
     """Load ``spec``: a tiny-autoencoder name or file (``taef2``, ``path.pth``), or ``diffusers:FOLDER`` for an
-    AutoencoderKL; ``spec@space`` states the space when the weights don't."""
+    AutoencoderKL; ``spec@space`` states the space when the weights don't. ``device`` may be ``"auto"``."""
+    device = devices.resolve(device)
     source, _, space_name = spec.partition("@")
     folder = Path(source.removeprefix("diffusers:"))
     if source.startswith("diffusers:") or (folder.is_dir() and (folder / "config.json").is_file()):

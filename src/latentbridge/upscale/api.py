@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .. import spaces
+from .. import limits, spaces
 from ..errors import InputError
 from .learned import LearnedUpscaler, upscale_learned
 from .plain import PLAIN_METHODS, Scale, plain_method, resample, resample_frames, resample_latent, target_size
@@ -37,6 +37,7 @@ def upscale(
     frame axis to that many latent frames (see :func:`~latentbridge.upscale.plain.resample_frames`: linear between
     neighbouring frames, first and last kept; ``2T - 1`` doubles the frame rate; nearest with method 'nearest').
     """
+    _check_result(latent, spaces.get(space), domain, scale, size, frames)
     if method.lower() in LEARNED:
         out = upscale_learned(latent, space, scale, domain=domain, size=size, model=model)
     else:
@@ -44,6 +45,20 @@ def upscale(
     if frames is None:
         return out
     return resample_frames(out, frames, "bilinear" if method.lower() in LEARNED else method)
+
+
+def _check_result(latent: torch.Tensor, sp: spaces.LatentSpace, domain: str, scale: Scale | None,
+                  size: Sequence[int] | None, frames: int | None) -> None:
+    """Refuse an empty latent, or a result above the size limit, before either method allocates anything."""
+    if not isinstance(latent, torch.Tensor) or latent.ndim < 3 or domain not in spaces.DOMAINS:
+        return  # the method's own checks say what is wrong
+    limits.check_not_empty(latent)
+    h, w = target_size(latent.shape[-2:], scale, size)
+    count = limits.items(latent)
+    if latent.ndim == 5 and isinstance(frames, int) and frames > 0:
+        count = latent.shape[0] * frames
+    d = sp.downscale_in(domain)
+    limits.check_pixels(count, h * d, w * d, what="the upscaled latent", fix="use a smaller scale= or size=")
 
 
 def upscale_samples(

@@ -40,11 +40,14 @@ def plain_method(name: str) -> str:
 def target_size(hw: Sequence[int], scale: Scale | None = None, size: Sequence[int] | None = None) -> tuple[int, int]:
     """Output (H, W) for an input of ``hw``: ``size`` itself, or ``round(h * sy), round(w * sx)``."""
     if (scale is None) == (size is None):
-        raise InputError("give either a scale or a target size, not both and not neither")
+        raise InputError("give either scale= or size= (a target size), not both and not neither")
     if size is not None:
-        out = tuple(int(v) for v in size)
+        try:
+            out = tuple(int(v) for v in size)
+        except (TypeError, ValueError, OverflowError):
+            out = ()
         if len(out) != 2 or min(out) < 1:
-            raise InputError(f"a target size is (height, width) with both >= 1; got {tuple(size)}")
+            raise InputError(f"size={size!r} is not a (height, width) pair of whole numbers >= 1")
         return out  # type: ignore[return-value]
     sy, sx = _pair(scale)
     h, w = int(hw[0]), int(hw[1])
@@ -55,13 +58,13 @@ def pixel_size(hw: Sequence[int], space: spaces.LatentSpace, domain: str, *, wid
                height: int | None = None) -> tuple[int, int]:
     """Latent (H, W) for a target image size in pixels; one side alone keeps the aspect ratio of ``hw``."""
     if width is None and height is None:
-        raise InputError("say how big the result should be: a scale, or a width and/or height in pixels")
+        raise InputError("say how big the result should be: scale=, or width= and/or height= in pixels")
     d = space.downscale_in(domain)
     for name, value in (("width", width), ("height", height)):
         if value is not None and (value < d or value % d):
-            lower, upper = max(d, value - value % d), value - value % d + d
-            raise InputError(f"{name} {value} is not a multiple of {space.id}'s {d}-pixel latent cells in the "
-                             f"{domain} domain: use {lower} or {upper}")
+            near = sorted({m for m in (value - value % d, value - value % d + d) if m >= d}) or [d]
+            raise InputError(f"{name}={value} is not a positive multiple of {space.id}'s {d}-pixel latent cells in "
+                             f"the {domain} domain: use {' or '.join(map(str, near))}")
     h, w = int(hw[0]), int(hw[1])
     out_w = width // d if width is not None else max(1, round(w * (height // d) / h))
     out_h = height // d if height is not None else max(1, round(h * out_w / w))
@@ -69,9 +72,12 @@ def pixel_size(hw: Sequence[int], space: spaces.LatentSpace, domain: str, *, wid
 
 
 def _pair(scale: Scale) -> tuple[float, float]:
-    pair = (float(scale), float(scale)) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
+    try:
+        pair = (float(scale), float(scale)) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
+    except (TypeError, ValueError):
+        pair = ()
     if len(pair) != 2 or not all(math.isfinite(s) and s > 0 for s in pair):
-        raise InputError(f"a scale is a positive number or a (height, width) pair of them; got {scale!r}")
+        raise InputError(f"scale={scale!r} is not a positive number or a (height, width) pair of them")
     return pair  # type: ignore[return-value]
 
 

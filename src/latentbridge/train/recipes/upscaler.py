@@ -1,8 +1,8 @@
 """Recipe ``upscaler``: the learned latent upscaler of one space, conditioned on the ratio.
 
-Every crop in the dataset is encoded by the space's real tiny encoder at several sizes (``dataset build --size 256
---extra-sizes 64,96,...``), so each pair of sizes is a training pair: the latent of the photo at the low size in, a
-latent at the high size out. Two targets are offered and may be mixed:
+Every crop in the dataset is encoded by the space's real tiny encoder at several sizes (``build_dataset(...,
+size=256, extra_sizes=[64, 96, ...])``), so each pair of sizes is a training pair: the latent of the photo at the
+low size in, a latent at the high size out. Two targets are offered and may be mixed:
 
 * ``roundtrip``: the decode-resize-encode round trip of the low latent through the real tiny autoencoder, computed
   once and cached beside the dataset. It is a fixed function of the low latent, so a network can learn it almost
@@ -94,7 +94,8 @@ class UpscalerRecipe(Recipe):
                       if lo != hi and self._covered(hi / lo)]
         if not self.pairs:
             raise InputError(f"{info.root}: its sizes {self.sizes} give no pair of sizes with a ratio in "
-                             f"{o.scale_ranges}; rebuild it with --extra-sizes (e.g. 64,96,128,160,192,224 at --size 256)")
+                             f"{o.scale_ranges}; rebuild it with extra_sizes= (e.g. 64,96,128,160,192,224 for crops of "
+                             "size=256)")
         self.eval_pairs = {r: max(((lo, hi) for lo, hi in self.pairs if hi == r * lo), default=None, key=lambda p: p[1])
                            for r in EVAL_RATIOS}
         self._ae = None

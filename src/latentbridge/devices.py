@@ -1,0 +1,58 @@
+"""Device names, checked once for every function and command that takes ``device=``.
+
+torch accepts ``"cuda"`` on a CPU-only build and fails at the first tensor moved there, with an AssertionError; an
+unknown name fails with a list of every backend torch was ever built for. :func:`resolve` answers both up front
+with the devices this machine really has.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import InputError
+
+AUTO = "auto"
+
+
+def available() -> list[str]:
+    """The devices this process can use: ``cpu``, then each CUDA GPU, then ``mps`` and ``xpu`` where present."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        found += [f"xpu:{i}" for i in range(xpu.device_count())]
+    return found
+
+
+def resolve(device: str | torch.device | None, *, default: str | torch.device = "cpu") -> torch.device:
+    """``device`` as a :class:`torch.device` this machine has; ``None`` means ``default`` and ``"auto"`` the first
+    GPU when there is one, else the CPU. Anything else gets an :class:`InputError` naming what is available."""
+    if device is None:
+        device = default
+    if isinstance(device, str) and device.strip().lower() == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device.strip() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device={device!r} is not a device: use {_choices()}") from None
+    if dev.type in ("cpu", "meta"):
+        return dev
+    count = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+             "mps": 1 if "mps" in available() else 0,
+             "xpu": torch.xpu.device_count() if "xpu:0" in available() else 0}.get(dev.type)
+    if count is None or count == 0:
+        why = "is not a device this machine has" if count is None else (
+            "needs a torch built with CUDA and a GPU; this one has none" if dev.type == "cuda"
+            else "is not available in this torch build")
+        raise InputError(f"device={str(device)!r} {why}: use {_choices()}")
+    if dev.index is not None and dev.index >= count:
+        raise InputError(f"device={str(device)!r}: there is no {dev.type} device {dev.index}; use {_choices()}")
+    return dev
+
+
+def _choices() -> str:
+    return f"one of {', '.join([*available(), AUTO])}"

@@ -1,0 +1,54 @@
+"""One device check for every function that takes ``device=``: names the device and what this machine has."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentbridge import devices, interposer, tiny
+from latentbridge.errors import InputError
+from latentbridge.train import load_encoder
+from latentbridge.upscale import learned
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+
+
+def test_resolve_gives_torch_devices_this_machine_has():
+    assert devices.resolve(None) == torch.device("cpu")
+    assert devices.resolve(" cpu ") == torch.device("cpu")
+    assert devices.resolve(torch.device("cpu")) == torch.device("cpu")
+    assert devices.resolve(None, default=torch.device("meta")) == torch.device("meta")
+    assert devices.resolve("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert devices.available()[0] == "cpu"
+
+
+@pytest.mark.parametrize("name", ["foo", "", "cuda:x", 3.5])
+def test_an_unknown_device_is_refused_with_the_available_ones(name):
+    with pytest.raises(InputError, match=r"device=.* is not a device: use one of cpu.*auto"):
+        devices.resolve(name)
+
+
+@NO_CUDA
+@pytest.mark.parametrize("name", ["cuda", "cuda:0", "cuda:7"])
+def test_cuda_on_a_machine_without_it_is_refused_up_front(name):
+    with pytest.raises(InputError, match=rf"device='{name}' needs a torch built with CUDA and a GPU; this one has none: "
+                                         "use one of cpu"):
+        devices.resolve(name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_gpu_index_past_the_last_is_refused():
+    with pytest.raises(InputError, match="there is no cuda device"):
+        devices.resolve(f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.mark.parametrize("call", [
+    lambda d: tiny.load("taef2", device=d),
+    lambda d: interposer.convert(torch.randn(1, 128, 2, 2), "flux2", "sana", domain="model", device=d),
+    lambda d: learned.load("flux2", device=d),
+    lambda d: load_encoder("taef2", device=d),
+], ids=["tiny.load", "interposer.convert", "upscale.learned.load", "train.load_encoder"])
+@pytest.mark.parametrize("device", ["foo", *(["cuda"] if not torch.cuda.is_available() else [])])
+def test_every_function_that_takes_a_device_checks_it_first(call, device):
+    with pytest.raises(InputError, match=f"device='{device}'"):
+        call(device)
