@@ -299,3 +299,10 @@ def test_from_diffusers_asks_for_the_space_when_the_pipeline_class_is_shared():
         spaces.from_diffusers(type("WanPipeline", (), {}))
     wan22 = type("AutoencoderKLWan", (), {"config": {"z_dim": 48}})()
     assert spaces.from_diffusers(type("WanPipeline", (), {"vae": wan22})()).id == "wan22"
+
+
+def test_check_domain_returns_a_known_domain_and_lists_them_for_others():
+    assert [spaces.check_domain(d) for d in spaces.DOMAINS] == ["raw", "model", "taesd"]
+    for bad in ("latent", "RAW", None, 3):
+        with pytest.raises(InputError, match="unknown domain.*raw, model, taesd"):
+            spaces.check_domain(bad)

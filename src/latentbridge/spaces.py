@@ -23,13 +23,15 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import torch
 
 from .errors import AmbiguousError, InputError, UnknownSpaceError
 from .hub import HubFile
 
-DOMAINS = ("raw", "model", "taesd")
+Domain = Literal["raw", "model", "taesd"]  # where a latent lives: see the module docstring
+DOMAINS: tuple[Domain, ...] = get_args(Domain)
 
 COMFY = "comfyanonymous/ComfyUI:comfy/latent_formats.py"
 TAESD = "madebyollin/taesd:taesd.py"
@@ -146,20 +148,20 @@ class LatentSpace:
         """True for flow-matching models, whose forward process is ``(1 - s) z + s e``."""
         return self.prediction == "flow"
 
-    def channels_in(self, domain: str) -> int:
+    def channels_in(self, domain: Domain) -> int:
         """Channel count of a latent of this space in ``domain``."""
-        return self.taesd_channels if _domain(domain) == "taesd" else self.channels
+        return self.taesd_channels if check_domain(domain) == "taesd" else self.channels
 
-    def downscale_in(self, domain: str) -> int:
+    def downscale_in(self, domain: Domain) -> int:
         """Spatial downscale factor of this space in ``domain``."""
-        return self.taesd_downscale if _domain(domain) == "taesd" else self.downscale
+        return self.taesd_downscale if check_domain(domain) == "taesd" else self.downscale
 
     def latent_frames(self, frames: int) -> int:
         """Latent frames for ``frames`` pixel frames: the causal video VAEs keep the first frame, then one per
         ``temporal_downscale`` (Wan: 81 frames -> 21), as in docs/spaces.md."""
         return 1 + (frames - 1) // self.temporal_downscale if frames > 0 else 0
 
-    def latent_shape(self, height: int, width: int, *, domain: str = "raw", batch: int = 1,
+    def latent_shape(self, height: int, width: int, *, domain: Domain = "raw", batch: int = 1,
                      frames: int = 1) -> tuple[int, ...]:
         """Shape of the latent for an image (or a clip of ``frames`` frames) of ``height`` x ``width`` pixels."""
         d = self.downscale_in(domain)
@@ -194,10 +196,11 @@ class LatentSpace:
         return torch.tensor(values, dtype=like.dtype, device=like.device).view(shape)
 
 
-def _domain(name: str) -> str:
-    if name not in DOMAINS:
-        raise InputError(f"unknown domain {name!r}: use one of {', '.join(DOMAINS)}")
-    return name
+def check_domain(domain: object) -> Domain:
+    """``domain`` itself if it is one of :data:`DOMAINS`, else an :class:`InputError` that lists them."""
+    if domain not in DOMAINS:
+        raise InputError(f"unknown domain {domain!r}: use one of {', '.join(DOMAINS)}")
+    return domain  # type: ignore[return-value]
 
 
 def pack(latent: torch.Tensor, patch: int = 2) -> torch.Tensor:
@@ -1203,9 +1206,9 @@ def list_spaces(pattern: str = "*") -> list[str]:
     return [s.id for s in _REGISTRY if fnmatch.fnmatch(s.id, pattern.lower())]
 
 
-def validate(latent: torch.Tensor, space: str | LatentSpace, domain: str = "raw", *, finite: bool = True) -> None:
+def validate(latent: torch.Tensor, space: str | LatentSpace, domain: Domain = "raw", *, finite: bool = True) -> None:
     """Raise :class:`InputError` unless ``latent`` has the rank and channels of ``space`` in ``domain``."""
-    sp, domain = get(space), _domain(domain)
+    sp, domain = get(space), check_domain(domain)
     if not isinstance(latent, torch.Tensor):
         raise InputError(f"expected a torch.Tensor latent, got {type(latent).__name__}")
     if not latent.is_floating_point():
@@ -1222,11 +1225,11 @@ def validate(latent: torch.Tensor, space: str | LatentSpace, domain: str = "raw"
         raise InputError(f"the latent holds {bad} NaN or infinite values: it is corrupt or came from a diverged sampler")
 
 
-def convert_domain(latent: torch.Tensor, space: str | LatentSpace, src: str, dst: str) -> torch.Tensor:
+def convert_domain(latent: torch.Tensor, space: str | LatentSpace, src: Domain, dst: Domain) -> torch.Tensor:
     """Convert ``latent`` of ``space`` from domain ``src`` to ``dst`` (raw, model, taesd); exact up to float rounding."""
     sp = get(space)
     validate(latent, sp, src, finite=False)
-    _domain(dst)
+    check_domain(dst)
     if src == dst:
         return latent.clone()
     model = sp.to_model(latent) if src == "raw" else sp.from_taesd(latent) if src == "taesd" else latent
@@ -1240,7 +1243,7 @@ class Candidate:
     """One explanation of a tensor: a space, a domain, a confidence in [0, 1] and why."""
 
     space: LatentSpace
-    domain: str
+    domain: Domain
     confidence: float
     reason: str
 
@@ -1280,7 +1283,7 @@ class Detection:
 MIN_CONFIDENCE = 0.9
 
 
-def _typical_std(sp: LatentSpace, domain: str) -> float:
+def _typical_std(sp: LatentSpace, domain: Domain) -> float:
     """Typical std of a clean latent of ``sp`` in ``domain``, from its normalisation constants."""
     if domain != "raw" or sp.packing is not None:
         return sp.scaling_factor if sp.latents_std is not None else 1.0
@@ -1319,7 +1322,7 @@ def detect(tensor: torch.Tensor, hints: Mapping[str, object] | None = None) -> D
     std = float(finite.std()) if finite.numel() > 1 else 0.0
     channels, height, width = x.shape[1], x.shape[-2], x.shape[-1]
     want_space = get(str(hints["space"])) if hints.get("space") else None
-    want_domain = _domain(str(hints["domain"])) if hints.get("domain") else None
+    want_domain = check_domain(str(hints["domain"])) if hints.get("domain") else None
     image_size = hints.get("image_size")
 
     scored: list[tuple[float, Candidate]] = []

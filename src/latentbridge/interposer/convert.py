@@ -69,8 +69,7 @@ def convert(latent: torch.Tensor, src: str | spaces.LatentSpace, dst: str | spac
     ``models_dir`` given and offline mode on, only the models found there are used.
     """
     a, b = spaces.get(src), spaces.get(dst)
-    if domain not in spaces.DOMAINS:
-        raise InputError(f"unknown domain {domain!r}: use one of {', '.join(spaces.DOMAINS)}")
+    spaces.check_domain(domain)
     x, lead, domain = _as_batch(latent, a, domain)
     route = plan(a, b, models_dir=models_dir)
     run_on = devices.resolve(device, default=latent.device)

@@ -57,7 +57,7 @@ def load_latent(path: str | os.PathLike, *, space: str | None = None, domain: st
     result = loaders[fmt](path)
     result.path = path
     result.space = spaces.get(space).id if space is not None else _stated(path, "space", result.space)
-    result.domain = spaces._domain(domain) if domain is not None else _stated(path, "domain", result.domain)
+    result.domain = spaces.check_domain(domain) if domain is not None else _stated(path, "domain", result.domain)
     t = result.tensor
     if t.dtype not in DTYPES:
         raise InputError(f"{path}: the latent has dtype {str(t.dtype).removeprefix('torch.')}; latents are "
@@ -72,7 +72,7 @@ def _stated(path: Path, what: str, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return spaces.get(value).id if what == "space" else spaces._domain(value)
+        return spaces.get(value).id if what == "space" else spaces.check_domain(value)
     except LatentBridgeError:
         raise InputError(f"{path}: its metadata names the {what} {value!r}, which latentbridge does not know; state "
                          f"what the file holds with {what}=") from None
@@ -186,7 +186,7 @@ def save_latent(
         raise InputError(f"refusing to write {path}: the latent holds NaN or infinite values")
     sp = spaces.get(space) if space is not None else None
     if domain is not None:
-        spaces._domain(domain)
+        spaces.check_domain(domain)
     if sp is not None:
         spaces.validate(tensor, sp, domain or "raw")
     data = tensor.detach().to("cpu").contiguous()

@@ -137,8 +137,7 @@ class TinyAutoencoder(nn.Module):
                          f"or fit='crop' ({h - h % d}x{w - w % d})")
 
     def _need_space(self, domain: str) -> spaces.LatentSpace:
-        if domain not in spaces.DOMAINS:
-            raise InputError(f"unknown domain {domain!r}: use one of {', '.join(spaces.DOMAINS)}")
+        spaces.check_domain(domain)
         if self.space is None:
             raise InputError(f"{self._label()} does not know its latent space, so it cannot convert to or from the "
                              f"{domain} domain: load it with space=... (e.g. tiny.load(path, space='sdxl'))")
