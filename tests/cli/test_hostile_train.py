@@ -136,6 +136,7 @@ def _other_dataset(out: Path, tmp_path: Path, encoder_file: Path) -> None:
     (_manifest('{"name": "my project"}'), "manifest.json: not a latentbridge dataset manifest"),
     (_manifest('{"format": 1, "plan_id": "x", "shards": "all"}'), "manifest.json: damaged dataset manifest"),
     (lambda out: out.write_text("a file"), "a file, not a folder"),
+    (lambda out: out.symlink_to(out.parent / "gone"), "gone, which does not exist"),
     (_replaced_shard, "shard-00001.safetensors: not a shard of this dataset"),
     (_other_dataset, "holds a different dataset"),
 ])
@@ -261,6 +262,7 @@ def test_train_resume_refuses_hostile_truncated_or_incomplete_checkpoints(tmp_pa
     ("user-files", True, "nothing to resume"),
     ("user-files", False, "is not empty and holds no run"),
     ("a-file", False, "a file, not a run folder"),
+    ("dangling", False, "which does not exist"),
     ("finished", False, "already holds a run"),
 ])
 def test_train_refuses_a_run_folder_it_would_damage_and_creates_nothing(tmp_path, run_folder, out, resume, match):
@@ -273,6 +275,8 @@ def test_train_refuses_a_run_folder_it_would_damage_and_creates_nothing(tmp_path
         (target / "metrics.csv").write_text("my own table\n")
     elif out == "a-file":
         target.write_text("keep me")
+    elif out == "dangling":
+        target.symlink_to(tmp_path / "gone")
     elif out == "finished":
         shutil.copytree(run, target)
     before = snapshot(tmp_path, data)

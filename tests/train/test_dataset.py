@@ -6,7 +6,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from latentbridge.errors import InputError
-from latentbridge.train import DatasetInfo, LatentDataset, build_dataset
+from latentbridge.train import DatasetInfo, Encoder, LatentDataset, build_dataset
 from latentbridge.train import dataset as dataset_module
 
 from .conftest import make_images
@@ -95,6 +95,19 @@ def test_build_dataset_refuses_a_folder_holding_another_dataset(tmp_path):
     build_dataset(paths, [fake_encoder()], tmp_path / "d", size=32)
     with pytest.raises(InputError, match="different dataset"):
         build_dataset(paths, [fake_encoder()], tmp_path / "d", size=32, crops=2)
+
+
+def test_build_dataset_resume_refuses_an_encoder_whose_weights_changed(tmp_path):
+    paths = make_images(tmp_path / "im", n=2)
+    build_dataset(paths, [fake_encoder()], tmp_path / "d", size=32, shard_size=1)
+    (tmp_path / "d" / "shard-00001.safetensors").unlink()  # an interrupted build, to be resumed
+    real = fake_encoder()
+    changed = Encoder(real.name, real.spec, real.space, real.domain, lambda x: real.fn(x) * 1.5 + 0.1)
+    before = (tmp_path / "d" / "manifest.json").read_bytes()
+    with pytest.raises(InputError, match="other weights for the encoder fake"):
+        build_dataset(paths, [changed], tmp_path / "d", size=32, shard_size=1)
+    assert (tmp_path / "d" / "manifest.json").read_bytes() == before
+    assert len(build_dataset(paths, [fake_encoder()], tmp_path / "d", size=32, shard_size=1)["shards"]) == 2
 
 
 def test_build_dataset_rejects_sizes_that_are_not_multiples_of_the_downscale(tmp_path):

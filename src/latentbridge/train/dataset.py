@@ -128,6 +128,9 @@ def build_dataset(
     if old is not None and old["plan_id"] != plan_id:
         raise InputError(f"{out} holds a different dataset (other images or options): use another output folder")
     _check_own_shards(out, plan_id)
+    probes = {e.name: _probe(e) for e in encoders}
+    if old is not None:
+        _check_same_encoders(out, old, probes)
     shards = {s["file"]: s for s in old["shards"]} if old else {}
     finished = sum(s["count"] for s in shards.values() if (out / s["file"]).is_file())
     _check_space(out, len(kept) * crops - finished, encoders, all_sizes)
@@ -137,7 +140,7 @@ def build_dataset(
     manifest = {
         "format": FORMAT_VERSION, "producer": f"latentbridge {__version__}", "plan_id": plan_id, "options": options,
         "encoders": {e.name: {"spec": e.spec, "space": e.space.id, "domain": e.domain, "channels": e.channels,
-                              "downscale": e.downscale} for e in encoders},
+                              "downscale": e.downscale, "probe": probes[e.name]} for e in encoders},
         "sizes": all_sizes, "images": image_entries, "skipped": skipped,
         "items": [{"image": it.image, "crop": it.crop, "box": list(it.box), "flip": it.flip} for it in items],
         "shards": [],
@@ -202,6 +205,8 @@ def _decoded_size(path: Path, size: int) -> tuple[int, int]:
 
 def _existing_dataset(out: Path) -> dict | None:
     """The manifest already in ``out`` (None for a new or empty folder); refuses a folder that is not a dataset."""
+    if out.is_symlink() and not out.exists():
+        raise InputError(f"{out}: a link to {out.readlink()}, which does not exist; choose another output folder")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: a file, not a folder; choose another output folder")
     if not out.is_dir():
@@ -233,6 +238,27 @@ def _check_own_shards(out: Path, plan_id: str) -> None:
             raise InputError(f"{p}: not a shard of this dataset (unreadable, or written by another build or "
                              "program), so the build will not replace it: move it elsewhere, or build into another "
                              "folder")
+
+
+def _probe(encoder: Encoder) -> list[float]:
+    """The encoder's latent of a fixed gradient picture: a fingerprint of its weights that survives a device change."""
+    side = 2 * encoder.downscale
+    ramp = torch.linspace(0, 1, side)
+    picture = torch.stack([ramp[None, :].expand(side, side), ramp[:, None].expand(side, side),
+                           (ramp[None, :] * ramp[:, None])])[None]
+    return [round(float(v), 4) for v in encoder(picture).flatten()]
+
+
+def _check_same_encoders(out: Path, old: dict, probes: dict[str, list[float]]) -> None:
+    """A resumed build must encode with the weights it started with, or its shards would silently disagree."""
+    for name, probe in probes.items():
+        before = old["encoders"].get(name, {}).get("probe")
+        if before is None:  # a dataset begun before fingerprints were kept
+            continue
+        a, b = torch.tensor(before, dtype=torch.float64), torch.tensor(probe, dtype=torch.float64)
+        if a.shape != b.shape or not torch.allclose(a, b, rtol=1e-2, atol=1e-2 * (1 + float(a.abs().max()))):
+            raise InputError(f"{out} was begun with other weights for the encoder {name} (its latents of a test "
+                             "picture differ): resume with the same weights, or build into another folder")
 
 
 def _check_space(out: Path, new_items: int, encoders: Sequence[Encoder], sizes: list[int]) -> None:
@@ -270,6 +296,8 @@ def read_manifest(path: Path) -> dict:
         bad.append("shards")
     if not bad and not all(isinstance(i, dict) and isinstance(i.get("split"), str) for i in images):
         bad.append("images")
+    if not bad and not all(isinstance(e, dict) for e in data["encoders"].values()):
+        bad.append("encoders")
     if not bad and not all(isinstance(it, dict) and _whole(it.get("image")) and 0 <= it["image"] < len(images)
                            for it in data["items"]):
         bad.append("items")

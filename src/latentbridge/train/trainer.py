@@ -254,6 +254,8 @@ class Trainer:
 def _check_out(out: Path, resume: bool) -> None:
     """Refuse, before anything is written, a run folder that would lose files or has nothing to resume."""
     ckpt = out / CHECKPOINT
+    if out.is_symlink() and not out.exists():
+        raise InputError(f"{out}: a link to {out.readlink()}, which does not exist; choose another --out")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: a file, not a run folder; choose another --out")
     if resume and not ckpt.exists():
