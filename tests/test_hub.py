@@ -221,7 +221,8 @@ def test_offline_mode_makes_no_request_and_says_so(tmp_path, server, user):
 def decode_with(name: str, tmp_path: Path, env: dict[str, str]):
     from latentbridge import io
 
-    latent = io.save_latent(tmp_path / "a.safetensors", torch.randn(1, 16, 4, 4), space="flux1", domain="raw")
+    latent = io.save_latent(tmp_path / "a.safetensors", torch.randn(1, 16, 4, 4), space="flux1", domain="raw",
+                            overwrite=True)
     return run_cli_process("decode", latent, "--model", name, "-o", tmp_path / "a.png", env=env)
 
 

@@ -12,6 +12,7 @@ offline. The settings are read when called:
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -112,12 +113,17 @@ def download(file: HubFile) -> Path:
                                f"{'s' if n > 1 else ''} of {wait:g} s, set by ${ENV_ATTEMPTS} and ${ENV_TIMEOUT}); "
                                f"{OFFLINE_HINT}, or put the file in a model folder") from None
             time.sleep(min(attempt, 2))
+    log = logging.getLogger("huggingface_hub")
+    level = log.level
+    log.setLevel(logging.ERROR)  # its resume warnings would precede the one error below; restored after
     try:
         return Path(huggingface_hub.hf_hub_download(file.repo_id, file.filename, subfolder=file.subfolder,
                                                     etag_timeout=wait))
     except Exception as e:  # noqa: BLE001 - any transfer failure becomes one error naming the file
         raise HubError(f"{file}: the download from {endpoint()} failed ({_reason(e)}); nothing was cached: try "
                        f"again, or {OFFLINE_HINT}") from None
+    finally:
+        log.setLevel(level)
 
 
 def _missing(error: Exception) -> bool:
