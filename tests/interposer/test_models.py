@@ -21,7 +21,7 @@ def test_discover_finds_v4_and_bridge_files_in_models_dir_only_when_offline(tmp_
     write_bridge(tmp_path / "m", "flux2", "sana")
     (tmp_path / "m" / "unrelated.safetensors").write_bytes(b"not a safetensors file")
     monkeypatch.setenv("LATENTBRIDGE_OFFLINE", "1")
-    found = {(e.src, e.dst, e.kind) for e in discover(tmp_path / "m")}
+    found = {(e.src, e.dst, e.arch) for e in discover(tmp_path / "m")}
     assert found == {("sdxl", "sd1", "v4"), ("flux1", "sdxl", "v4"), ("flux2", "sana", "bridge")}
 
 

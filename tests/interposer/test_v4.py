@@ -38,7 +38,7 @@ def test_v4_file_gives_the_reference_networks_output(reference, tmp_path, src, d
         want = ref(x)
         assert torch.equal(net(x), want)
         assert (FusedV4(net)(x) - want).abs().max() <= 1e-5 * float(want.abs().max())
-    assert (entry.src, entry.dst, entry.kind, entry.domain_in) == (a.id, b.id, "v4", "raw")
+    assert (entry.src, entry.dst, entry.arch, entry.domain_in) == (a.id, b.id, "v4", "raw")
 
 
 @pytest.mark.parametrize("shape", [(1, 4, 32, 32), (3, 4, 5, 7), (1, 4, 1, 9), (2, 4, 2, 2)])

@@ -1,6 +1,6 @@
 """Interposer model files: the published v4.0 set, our own files, where they are found, and loading them.
 
-Two kinds of file:
+Two architectures of file:
 
 * **v4.0** (city96/SD-Latent-Interposer): ``{src}-to-{dst}_interposer-v4.0.safetensors`` with the interposer
   codes (v1, xl, v3, fx, ca); no metadata, so a file counts only under its published name. Raw latents in and out.
@@ -56,7 +56,7 @@ class ModelEntry:
 
     src: str  # space id
     dst: str
-    kind: str  # "v4" | "bridge"
+    arch: str  # "v4" (the published network) | "bridge" (ours)
     location: Path | HubFile
     domain_in: str = "raw"
     domain_out: str = "raw"
@@ -74,7 +74,7 @@ class ModelEntry:
 
     def describe(self) -> str:
         where = str(self.location) if self.local else f"{self.location} (download)"
-        return f"{self.src} -> {self.dst} [{self.kind}, {self.domain_in} latents] {where}"
+        return f"{self.src} -> {self.dst} [{self.arch}, {self.domain_in} latents] {where}"
 
 
 def v4_entry(src: str, dst: str, location: Path | HubFile) -> ModelEntry:

@@ -44,7 +44,7 @@ class Route:
         if not self.steps:
             return f"{self.src} -> {self.dst}: same space, only the domain changes"
         chain = " -> ".join([self.src, *(s.dst for s in self.steps)])
-        kinds = ", ".join(f"{s.src}->{s.dst} ({s.kind}{'' if s.local else ', download'})" for s in self.steps)
+        kinds = ", ".join(f"{s.src}->{s.dst} ({s.arch}{'' if s.local else ', download'})" for s in self.steps)
         quality = [f"{s.src}->{s.dst}: " + ", ".join(f"{k} {v:.4g}" for k, v in s.metrics.items())
                    for s in self.steps if s.metrics]
         text = (f"{chain}: {self.hops} model{'s' if self.hops > 1 else ''} [{kinds}], expected cost "

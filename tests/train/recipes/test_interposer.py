@@ -160,7 +160,7 @@ def test_partner_runs_in_eval_mode_and_keeps_its_batchnorm_statistics(dataset, t
 def test_v4_arch_exports_a_file_in_the_v4_layout(dataset, tmp_path):
     _trainer(_config(tmp_path, arch="v4", image=0.0, decoder="", steps=2), dataset, tmp_path / "run").run()
     net, entry = load_file(tmp_path / "run" / "export" / "interposer-sana-to-flux2.safetensors")
-    assert isinstance(net, V4Interposer) and net.config.scale == 4 and entry.kind == "bridge"
+    assert isinstance(net, V4Interposer) and net.config.scale == 4 and entry.arch == "bridge"
     check_state_dict(net.state_dict(), net.config)
 
 
