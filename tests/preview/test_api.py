@@ -168,3 +168,26 @@ def test_preview_of_the_real_wan_latent_gives_16_frames(wan_latent):
     out = preview(wan_latent, "wan21", method="linear", domain="model")
     assert out.shape == (1, 3, 16, 40, 64)
     assert float(out.float().std(dim=(0, 1, 3, 4)).min()) > 0.02  # every frame shows a picture, not a flat colour
+
+
+def test_preview_tiny_of_a_video_latent_runs_the_spaces_tiny_video_decoder_per_clip(tmp_path, monkeypatch,
+                                                                                   fresh_tiny_cache):
+    from safetensors.torch import save_file
+
+    from latentbridge import tiny
+    from latentbridge.tiny import taehv
+
+    layout = taehv.VideoLayout("base", 16, 1, (2, 2, 1), (1, 2, 2))  # taew2_1: Wan 2.1, /8, x4 in time
+    state = {f"encoder.{k}": v for k, v in taehv.encoder(layout).state_dict().items()}
+    state |= {f"decoder.{k}": v for k, v in taehv.decoder(layout).state_dict().items()}
+    save_file(state, str(tmp_path / "taew2_1.safetensors"))
+    monkeypatch.setenv("LATENTBRIDGE_MODELS", str(tmp_path))
+    z = torch.randn(2, 16, 3, 4, 6)
+    z[1, 0, 2, 1, 1] = float("nan")
+    out = preview(z, "wan21", method="tiny")
+    model = tiny.load(tmp_path / "taew2_1.safetensors", space="wan21")
+    want = model.preview(torch.nan_to_num(z, 0.0))
+    assert out.shape == want.shape == (2, 3, 3, 4, 6)  # one frame per latent frame, the cheap path
+    torch.testing.assert_close(out[0], want[0])
+    marked = (out == torch.tensor(MARKER).view(1, 3, 1, 1, 1)).all(1)
+    assert marked[1, 2, 1, 1] and int(marked.sum()) == 1

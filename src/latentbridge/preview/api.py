@@ -36,11 +36,12 @@ def preview(
     (128 channels at /16) or unpacked (32 channels at /8); the channel count tells which.
 
     ``linear`` and ``neural`` give one pixel per taesd-domain latent pixel (FLUX.2: /8); ``tiny`` decodes to full
-    image size (a video space's tiny decoder sees each clip whole and gives its own frame count). ``size``
-    resizes the result: an int is the longer side, a pair is (height, width). ``factors``
-    replaces the default factors (the fitted ones shipped for the space, else the registry's; a :class:`Factors`
-    or a factors file), ``previewer`` the shipped neural previewer (a file). Device and dtype follow the latent;
-    the caller's tensor is never modified. Pixels whose latent holds NaN or infinity come out magenta.
+    image size (a video latent goes through the space's tiny video decoder's cheaper preview path, one frame per
+    latent frame, where the space has one). ``size`` resizes the result: an int is the longer side, a pair is
+    (height, width). ``factors`` replaces the default factors (the fitted ones shipped for the space, else the
+    registry's; a :class:`Factors` or a factors file), ``previewer`` the shipped neural previewer (a file). Device
+    and dtype follow the latent; the caller's tensor is never modified. Pixels whose latent holds NaN or infinity
+    come out magenta.
     """
     sp = spaces.get(space)
     if method not in METHODS:
@@ -62,7 +63,7 @@ def preview(
             x = torch.nan_to_num(x, 0.0, 0.0, 0.0)
         batch = latent.shape[0] if latent.ndim == 5 else None
         out = _neural(x, patch, sp, previewer) if method == "neural" else _tiny(x, patch, sp, batch)
-        if bad is not None and len(bad) == len(out):  # a video decoder may make more frames than the latent has
+        if bad is not None:
             out = _mark(out, bad)
     out = resize(out, size) if size is not None else out
     return _unfold_frames(out, latent.shape[0]) if latent.ndim == 5 else out
@@ -148,18 +149,21 @@ def _neural(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, path: str | os.
 
 def _tiny(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, batch: int | None) -> torch.Tensor:
     """Decode (N, C, H, W) with the space's tiny decoder. ``batch`` is set when ``x`` holds the frames of ``batch``
-    clips (batch-major): a video decoder then sees each clip whole and may give more frames than the latent has,
-    still folded batch-major; an image decoder decodes frame by frame."""
-    if sp.tiny is None:
-        raise InputError(f"{sp.id} has no tiny autoencoder: use method='linear' or method='neural'")
+    clips (batch-major): the space's tiny video decoder (TAEHV family), where it has one, then sees each clip whole
+    through its cheap preview path (one frame per latent frame, its nearest upsampling off), still folded
+    batch-major; otherwise the image decoder decodes frame by frame."""
     from .. import tiny
 
-    model = tiny.load(f"{sp.tiny}_decoder", device=x.device, dtype=x.dtype)
     z = spaces.unpack(x, patch) if patch > 1 else x
+    video = next((m.name for m in sp.tiny_models if m.video), None) if batch is not None else None
+    if video is not None:
+        model = tiny.load(video, device=x.device, dtype=x.dtype, space=sp)
+        with torch.no_grad():
+            return model.preview(z.unflatten(0, (batch, -1)).transpose(1, 2)).transpose(1, 2).flatten(0, 1)
+    if sp.tiny is None:
+        raise InputError(f"{sp.id} has no tiny autoencoder: use method='linear' or method='neural'")
+    model = tiny.load(f"{sp.tiny}_decoder", device=x.device, dtype=x.dtype)
     with torch.no_grad():
-        if batch is not None and getattr(model, "temporal", False):
-            clips = model.decode(z.unflatten(0, (batch, -1)).transpose(1, 2))
-            return clips.transpose(1, 2).flatten(0, 1).clamp(0, 1)
         return model.decode(z).clamp(0, 1)
 
 

@@ -61,7 +61,7 @@ def test_preview_of_a_video_latent_is_an_image_batch_of_its_frames_clip_by_clip(
     want = preview.preview(latent["samples"], sp, method="linear", domain="raw")  # (2, 3, 5, 4, 6)
     assert images.shape == (10, 4, 6, 3)
     torch.testing.assert_close(images[5 + 3], want[1, :, 3].permute(1, 2, 0))  # clip 1, frame 3
-    assert f"{(2, sp.channels, 5, 4, 6)}" in text
+    assert f"{(2, sp.channels, 5, 4, 6)} -> 2 clip(s) of 5 frames (10 images) of 6x4 px" in text
 
 
 def test_preview_of_the_real_wan_latent_gives_its_16_frames(wan_latent):

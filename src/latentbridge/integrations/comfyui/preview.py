@@ -29,7 +29,9 @@ def preview_latent(latent: dict, method: str = AUTO, space: str = AUTO, size: in
     chosen = preview.best_method(sp) if method == AUTO else method
     fitted = installed_factors(sp) if chosen == "linear" else None  # what Fit Preview Factors saved
     images = preview.preview(tensor, sp, method=chosen, domain="raw", factors=fitted, size=size or None)
-    text = (f"{sp.id} ({how.split(':')[0]}) {tuple(tensor.shape)} -> {images.shape[0]} image(s) of "
+    count = f"{images.shape[0]} image(s)" if images.ndim == 4 else (
+        f"{images.shape[0]} clip(s) of {images.shape[2]} frames ({images.shape[0] * images.shape[2]} images)")
+    text = (f"{sp.id} ({how.split(':')[0]}) {tuple(tensor.shape)} -> {count} of "
             f"{images.shape[-1]}x{images.shape[-2]} px by {chosen}" + (" (auto)" if method == AUTO else "")
             + (f" with {Path(fitted).name}" if fitted else ""))
     return images_out(images), text
@@ -39,11 +41,12 @@ class LatentPreview:
     NODE_ID = "LatentBridgePreview"
     DISPLAY_NAME = "Latent Preview (latentbridge)"
     DESCRIPTION = ("See a LATENT without a VAE decode: linear factors (instant), the neural previewer (much better, "
-                   "nearly as cheap) or the tiny decoder (full size). A batch becomes a batch of images; NaN or "
-                   "infinite latent pixels show magenta.")
+                   "nearly as cheap) or the tiny decoder (full size). A batch becomes a batch of images, a video "
+                   "LATENT (Wan, HunyuanVideo, LTX) the frames of each clip in turn; NaN or infinite latent pixels "
+                   "show magenta.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
-    OUTPUT_TOOLTIPS = ("the previews in [0, 1], one per latent",)
+    OUTPUT_TOOLTIPS = ("the previews in [0, 1], one per latent (per latent frame for video)",)
     FUNCTION = "preview"
 
     @classmethod
