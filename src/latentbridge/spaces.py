@@ -32,6 +32,8 @@ from .hub import HubFile
 
 Domain = Literal["raw", "model", "taesd"]  # where a latent lives: see the module docstring
 DOMAINS: tuple[Domain, ...] = get_args(Domain)
+Prediction = Literal["eps", "v", "flow"]  # what the diffusion model predicts; selects the forward (noising) process
+PREDICTIONS: tuple[Prediction, ...] = get_args(Prediction)
 
 COMFY = "comfyanonymous/ComfyUI:comfy/latent_formats.py"
 TAESD = "madebyollin/taesd:taesd.py"
@@ -104,7 +106,7 @@ class LatentSpace:
     rgb_bias: tuple[float, float, float] | None = None
     tiny_models: tuple[TinyModel, ...] = ()  # published tiny autoencoders, the preferred image one first
     interposer_code: str | None = None  # code in city96's v4.0 file names
-    prediction: str = "eps"  # eps | v | flow: selects the forward (noising) process
+    prediction: Prediction = "eps"
     comfy_format: str | None = None  # ComfyUI latent_formats class name
     families: tuple[str, ...] = ()  # model families that share this space
     diffusers_pipelines: tuple[str, ...] = ()  # class-name prefixes of the diffusers pipelines that sample in it
@@ -120,6 +122,8 @@ class LatentSpace:
             raise ValueError(f"{self.id}: channels, downscale and temporal_downscale must be positive")
         if self.ndim not in (4, 5):
             raise ValueError(f"{self.id}: ndim is 4 (B, C, H, W) or 5 (B, C, T, H, W), not {self.ndim}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"{self.id}: prediction is one of {', '.join(PREDICTIONS)}, not {self.prediction!r}")
         if self.ndim == 4 and self.temporal_downscale != 1:
             raise ValueError(f"{self.id}: an image space (ndim=4) has temporal_downscale=1")
         if self.rgb_factors is not None and len(self.rgb_factors) != self.taesd_channels:

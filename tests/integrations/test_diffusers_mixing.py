@@ -111,7 +111,7 @@ def test_pipeline_denoiser_reproduces_the_pipelines_own_euler_sampling(fam):
     d = dm.pipeline_denoiser(pipe, guidance_scale=guidance, **_prompt(fam))
     sigmas = dm.pipeline_sigmas(pipe, steps, latent_hw=(8, 8))
     start = noise * pipe.scheduler.init_noise_sigma if fam in ("sd1", "sdxl") else noise
-    ours = mixing.run_sampler("euler", d, start, sigmas, disable=True, kind=d.kind)
+    ours = mixing.run_sampler("euler", d, start, sigmas, disable=True, prediction=d.prediction)
     assert torch.allclose(ours, theirs, atol=1e-4, rtol=1e-4), (ours - theirs).abs().max()
 
 

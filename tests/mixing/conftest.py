@@ -17,24 +17,24 @@ class Gaussian:
     std: float = 0.3
 
     @staticmethod
-    def alpha(sigma: float, kind: str) -> float:
-        return 1.0 - sigma if kind == "flow" else 1.0
+    def alpha(sigma: float, prediction: str) -> float:
+        return 1.0 - sigma if prediction == "flow" else 1.0
 
-    def denoiser(self, kind: str, calls: list | None = None):
+    def denoiser(self, prediction: str, calls: list | None = None):
         """E[z | x] at noise level sigma; records (x, sigma) in ``calls`` when given."""
         var = self.std**2
 
         def d(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             if calls is not None:
                 calls.append((x.clone(), float(sigma)))
-            a = self.alpha(float(sigma), kind)
+            a = self.alpha(float(sigma), prediction)
             return self.mu + a * var / (a * a * var + float(sigma) ** 2) * (x - a * self.mu)
 
         return d
 
-    def ode_solution(self, x_start: torch.Tensor, sigma_start: float, kind: str) -> torch.Tensor:
+    def ode_solution(self, x_start: torch.Tensor, sigma_start: float, prediction: str) -> torch.Tensor:
         """Where the probability-flow ODE takes x_start at sigma_start when it reaches sigma = 0 (a monotone affine map)."""
-        a = self.alpha(sigma_start, kind)
+        a = self.alpha(sigma_start, prediction)
         return self.mu + self.std * (x_start - a * self.mu) / math.sqrt(a * a * self.std**2 + sigma_start**2)
 
     def sample(self, *shape: int, seed: int = 1) -> torch.Tensor:
@@ -52,8 +52,8 @@ def flow_sigmas(steps: int) -> torch.Tensor:
     return torch.linspace(1.0, 0.0, steps + 1)
 
 
-def sigmas_for(kind: str, steps: int) -> torch.Tensor:
-    return flow_sigmas(steps) if kind == "flow" else ve_sigmas(steps)
+def sigmas_for(prediction: str, steps: int) -> torch.Tensor:
+    return flow_sigmas(steps) if prediction == "flow" else ve_sigmas(steps)
 
 
 @pytest.fixture

@@ -19,16 +19,16 @@ def test_spectral_gaussian_fit_recovers_the_power_law(beta):
         assert torch.allclose(prior.mean.float(), torch.full((2,), 0.2), atol=0.02)
 
 
-@pytest.mark.parametrize("kind", ["eps", "flow"])
-def test_spectral_gaussian_denoiser_limits_and_gain(kind):
+@pytest.mark.parametrize("prediction", ["eps", "flow"])
+def test_spectral_gaussian_denoiser_limits_and_gain(prediction):
     prior = SpectralGaussian.fit(_field(2.0))
-    d = prior.denoiser(kind)
+    d = prior.denoiser(prediction)
     x = _field(2.0, batch=2)
     assert torch.allclose(d(x, torch.tensor(0.0)), x, atol=1e-5)  # no noise: nothing to remove
-    noisy = x + 0.5 * torch.randn_like(x) if kind == "eps" else 0.5 * x + 0.5 * torch.randn_like(x)
-    err_in = (noisy - x).pow(2).mean() if kind == "eps" else (noisy / 0.5 - x).pow(2).mean()
+    noisy = x + 0.5 * torch.randn_like(x) if prediction == "eps" else 0.5 * x + 0.5 * torch.randn_like(x)
+    err_in = (noisy - x).pow(2).mean() if prediction == "eps" else (noisy / 0.5 - x).pow(2).mean()
     assert (d(noisy, torch.tensor(0.5)) - x).pow(2).mean() < err_in  # the Wiener filter helps
-    if kind == "flow":
+    if prediction == "flow":
         assert torch.allclose(d(torch.randn_like(x), torch.tensor(1.0)), torch.full_like(x, 0.2), atol=0.03)
 
 

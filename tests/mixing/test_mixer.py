@@ -7,16 +7,16 @@ from latentbridge.errors import InputError
 from .conftest import sigmas_for
 
 
-@pytest.mark.parametrize("kind", ["eps", "flow"])
-def test_sample_mixing_keeps_the_reference_structure(gaussian, kind):
+@pytest.mark.parametrize("prediction", ["eps", "flow"])
+def test_sample_mixing_keeps_the_reference_structure(gaussian, prediction):
     # without mixing the result is a fresh sample; with the cosine schedule it stays near the reference
     steps = 20
-    sig = sigmas_for(kind, steps)
+    sig = sigmas_for(prediction, steps)
     ref = gaussian.sample(1, 4, 16, 16)
-    d = gaussian.denoiser(kind)
-    free = mixing.sample(d, ref, sig, kind=kind, schedule=torch.zeros(steps), seed=1, disable=True)
-    mixed = mixing.sample(d, ref, sig, kind=kind, alpha_1=1.0, seed=1, disable=True)
-    stretched = mixing.sample(d, ref, sig, kind=kind, alpha_1=1.0, stop=2.0, seed=1, disable=True)
+    d = gaussian.denoiser(prediction)
+    free = mixing.sample(d, ref, sig, prediction=prediction, schedule=torch.zeros(steps), seed=1, disable=True)
+    mixed = mixing.sample(d, ref, sig, prediction=prediction, alpha_1=1.0, seed=1, disable=True)
+    stretched = mixing.sample(d, ref, sig, prediction=prediction, alpha_1=1.0, stop=2.0, seed=1, disable=True)
     err = [(t - ref).pow(2).mean().item() for t in (free, mixed, stretched)]
     assert err[2] < err[1] < err[0]
 
@@ -32,8 +32,8 @@ def test_sample_returns_input_device_dtype_and_leaves_the_reference(gaussian):
 def test_sample_accepts_sigmas_as_a_list(gaussian):
     ref = gaussian.sample(1, 4, 8, 8)
     sig = sigmas_for("flow", 4)
-    a = mixing.sample(gaussian.denoiser("flow"), ref, sig.tolist(), kind="flow", disable=True)
-    b = mixing.sample(gaussian.denoiser("flow"), ref, sig, kind="flow", disable=True)
+    a = mixing.sample(gaussian.denoiser("flow"), ref, sig.tolist(), prediction="flow", disable=True)
+    b = mixing.sample(gaussian.denoiser("flow"), ref, sig, prediction="flow", disable=True)
     assert torch.allclose(a, b)
 
 
@@ -58,7 +58,7 @@ def test_cleanup_pass_reruns_the_tail_from_fresh_noise(gaussian):
     ({"stop": -1.0}, "stop must be a fraction"),
     ({"schedule": torch.ones(3)}, "3 weights but the sampler takes 5 steps"),
     ({"schedule": torch.full((5,), 2.0)}, "must lie in"),
-    ({"kind": "x0"}, "unknown model kind"),
+    ({"prediction": "x0"}, "unknown prediction"),
     ({"sampler": "lms"}, "unknown sampler"),
     ({"blend": "mean"}, "unknown blending function"),
     ({"cleanup": 1.5}, "clean-up strength"),
@@ -78,7 +78,7 @@ def test_sample_bad_sigmas_and_reference(gaussian):
     with pytest.raises(InputError, match="strictly decreasing"):
         mixing.sample(d, ref, [1.0, 1.0, 0.0])
     with pytest.raises(InputError, match="flow-matching sigmas lie in"):
-        mixing.sample(d, ref, sigmas_for("eps", 5), kind="flow")
+        mixing.sample(d, ref, sigmas_for("eps", 5), prediction="flow")
     with pytest.raises(InputError, match="floating-point latent"):
         mixing.sample(d, torch.ones(1, 4, 8, 8, dtype=torch.int64), sigmas_for("eps", 5))
 
@@ -95,8 +95,8 @@ def test_sample_runs_on_a_5d_flow_video_latent(gaussian, sampler):
         seen.append(tuple(x.shape))
         return inner(x, sigma)
 
-    free = mixing.sample(d, ref, sig, kind="flow", sampler=sampler, schedule=torch.zeros(steps), seed=1, disable=True)
-    mixed = mixing.sample(d, ref, sig, kind="flow", sampler=sampler, alpha_1=1.0, stop=2.0, cleanup=0.2, seed=1,
+    free = mixing.sample(d, ref, sig, prediction="flow", sampler=sampler, schedule=torch.zeros(steps), seed=1, disable=True)
+    mixed = mixing.sample(d, ref, sig, prediction="flow", sampler=sampler, alpha_1=1.0, stop=2.0, cleanup=0.2, seed=1,
                           disable=True)
     assert mixed.shape == ref.shape and set(seen) == {(1, 16, 5, 6, 8)}
     assert (mixed - ref).pow(2).mean() < (free - ref).pow(2).mean()
@@ -104,6 +104,18 @@ def test_sample_runs_on_a_5d_flow_video_latent(gaussian, sampler):
 
 def test_sample_runs_on_the_real_wan_flow_latent(gaussian, wan_latent):
     ref = wan_latent.float()
-    out = mixing.sample(gaussian.denoiser("flow"), ref, sigmas_for("flow", 4), kind="flow", alpha_1=1.0, seed=1,
+    out = mixing.sample(gaussian.denoiser("flow"), ref, sigmas_for("flow", 4), prediction="flow", alpha_1=1.0, seed=1,
                         disable=True)
     assert out.shape == (1, 16, 16, 40, 64) and bool(torch.isfinite(out).all())
+
+
+def test_kind_is_a_deprecated_alias_of_prediction(gaussian):
+    ref, sig = gaussian.sample(1, 4, 8, 8), torch.linspace(1, 0, 4)
+    want = mixing.sample(gaussian.denoiser("flow"), ref, sig, prediction="flow", disable=True)
+    with pytest.warns(DeprecationWarning, match=r"sample\(kind=\) is deprecated: pass prediction="):
+        got = mixing.sample(gaussian.denoiser("flow"), ref, sig, kind="flow", disable=True)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning, match="kind_of is deprecated"):
+        assert mixing.kind_of("flux1") == mixing.prediction_of("flux1") == "flow"
+    with pytest.raises(InputError, match="prediction= alone"):
+        mixing.sample(gaussian.denoiser("flow"), ref, sig, kind="flow", prediction="flow")

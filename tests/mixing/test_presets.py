@@ -7,9 +7,9 @@ from latentbridge.errors import InputError
 @pytest.mark.parametrize("name", sorted(mixing.PRESETS))
 def test_preset_settings_are_valid(name):
     p = mixing.PRESETS[name]
-    kind = mixing.kind_of(name)
+    prediction = mixing.prediction_of(name)
     mixing.schedule(p.schedule, p.steps, alpha_1=p.alpha_1)
-    assert mixing.samplers.check_sampler(p.sampler, kind) == p.sampler
+    assert mixing.samplers.check_sampler(p.sampler, prediction) == p.sampler
     assert p.blend in mixing.BLENDS and 0 < p.denoise <= 1 and 0 <= p.cleanup < 1
 
 

@@ -12,47 +12,47 @@ CASES = [("eps", "euler", 400, 0.01), ("eps", "dpmpp_2m", 40, 0.005), ("v", "dpm
          ("flow", "euler", 400, 0.01), ("flow", "flow_euler", 400, 0.01), ("flow", "dpmpp_2m", 40, 0.01)]
 
 
-@pytest.mark.parametrize("kind,sampler,steps,tol", CASES)
-def test_sampler_without_mixing_reaches_the_analytic_ode_solution(gaussian, kind, sampler, steps, tol):
-    sig = sigmas_for(kind, steps)
+@pytest.mark.parametrize("prediction,sampler,steps,tol", CASES)
+def test_sampler_without_mixing_reaches_the_analytic_ode_solution(gaussian, prediction, sampler, steps, tol):
+    sig = sigmas_for(prediction, steps)
     ref = gaussian.sample(2, 4, 8, 8)
     eps = torch.randn(ref.shape, generator=torch.Generator().manual_seed(9))
-    out = mixing.sample(gaussian.denoiser(kind), ref, sig, kind=kind, schedule=torch.zeros(steps), sampler=sampler,
-                        noise=eps, disable=True)
-    start = gaussian.alpha(float(sig[0]), kind) * ref + float(sig[0]) * eps
-    want = gaussian.ode_solution(start, float(sig[0]), kind)
+    out = mixing.sample(gaussian.denoiser(prediction), ref, sig, prediction=prediction, schedule=torch.zeros(steps),
+                        sampler=sampler, noise=eps, disable=True)
+    start = gaussian.alpha(float(sig[0]), prediction) * ref + float(sig[0]) * eps
+    want = gaussian.ode_solution(start, float(sig[0]), prediction)
     assert (out - want).abs().max() < tol
 
 
-@pytest.mark.parametrize("kind", ["eps", "flow"])
-def test_euler_ancestral_without_mixing_reaches_the_data_distribution(gaussian, kind):
+@pytest.mark.parametrize("prediction", ["eps", "flow"])
+def test_euler_ancestral_without_mixing_reaches_the_data_distribution(gaussian, prediction):
     steps = 300
     ref = gaussian.sample(8, 4, 32, 32)
-    out = mixing.sample(gaussian.denoiser(kind), ref, sigmas_for(kind, steps), kind=kind, schedule=torch.zeros(steps),
-                        sampler="euler_ancestral", seed=4, disable=True)
+    out = mixing.sample(gaussian.denoiser(prediction), ref, sigmas_for(prediction, steps), prediction=prediction,
+                        schedule=torch.zeros(steps), sampler="euler_ancestral", seed=4, disable=True)
     assert out.mean().item() == pytest.approx(gaussian.mu, abs=0.01)
     assert out.std().item() == pytest.approx(gaussian.std, rel=0.03)
     # fresh noise: the result is not the deterministic ODE image of the start
-    start = mixing.Unsampler(ref, sigmas_for(kind, steps)[:-1], kind=kind, seed=4)[0]
-    assert (out - gaussian.ode_solution(start, float(sigmas_for(kind, steps)[0]), kind)).abs().mean() > 0.05
+    start = mixing.Unsampler(ref, sigmas_for(prediction, steps)[:-1], prediction=prediction, seed=4)[0]
+    assert (out - gaussian.ode_solution(start, float(sigmas_for(prediction, steps)[0]), prediction)).abs().mean() > 0.05
 
 
-@pytest.mark.parametrize("kind", ["eps", "flow"])
+@pytest.mark.parametrize("prediction", ["eps", "flow"])
 @pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "dpmpp_2m"])
-def test_full_mixing_weight_follows_the_noised_copy_path(gaussian, kind, sampler):
+def test_full_mixing_weight_follows_the_noised_copy_path(gaussian, prediction, sampler):
     steps = 12
-    sig = sigmas_for(kind, steps)
+    sig = sigmas_for(prediction, steps)
     ref = gaussian.sample(1, 4, 8, 8)
     eps = torch.randn_like(ref)
     calls: list = []
-    out = mixing.sample(gaussian.denoiser(kind, calls), ref, sig, kind=kind, schedule=torch.ones(steps),
+    out = mixing.sample(gaussian.denoiser(prediction, calls), ref, sig, prediction=prediction, schedule=torch.ones(steps),
                         sampler=sampler, noise=eps, disable=True)
     assert len(calls) == steps
     for k, (x, sigma) in enumerate(calls):
         assert sigma == pytest.approx(float(sig[k]))
-        want = gaussian.alpha(float(sig[k]), kind) * ref + float(sig[k]) * eps
+        want = gaussian.alpha(float(sig[k]), prediction) * ref + float(sig[k]) * eps
         assert torch.allclose(x, want, atol=1e-5), f"step {k}: the model did not see the copy at its own sigma"
-    last = gaussian.denoiser(kind)(calls[-1][0], torch.tensor(float(sig[-2])))
+    last = gaussian.denoiser(prediction)(calls[-1][0], torch.tensor(float(sig[-2])))
     assert torch.allclose(out, last, atol=1e-5)  # the final step goes from the last copy to sigma 0
 
 
@@ -90,17 +90,18 @@ def test_blended_copy_has_the_noise_level_the_step_evaluates_at(gaussian, sample
         assert idx == k and copy_sigma == pytest.approx(model_sigma, rel=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["eps", "flow"])
-def test_noise_level_of_the_blended_latents_matches_the_sampler_statistically(gaussian, kind):
+@pytest.mark.parametrize("prediction", ["eps", "flow"])
+def test_noise_level_of_the_blended_latents_matches_the_sampler_statistically(gaussian, prediction):
     # reference drawn from the data distribution: the latent the model sees at step k must be distributed like
     # data noised to sigma_k, i.e. variance alpha^2 std^2 + sigma_k^2
     steps = 10
-    sig = sigmas_for(kind, steps)
+    sig = sigmas_for(prediction, steps)
     ref = gaussian.sample(16, 4, 32, 32)
     calls: list = []
-    mixing.sample(gaussian.denoiser(kind, calls), ref, sig, kind=kind, schedule=torch.ones(steps), seed=1, disable=True)
+    mixing.sample(gaussian.denoiser(prediction, calls), ref, sig, prediction=prediction, schedule=torch.ones(steps), seed=1,
+                  disable=True)
     for (x, sigma), want in zip(calls, sig[:-1].tolist(), strict=True):
-        a = gaussian.alpha(want, kind)
+        a = gaussian.alpha(want, prediction)
         assert sigma == pytest.approx(want)
         assert x.var().item() == pytest.approx((a * gaussian.std) ** 2 + want**2, rel=0.02)
 
@@ -138,10 +139,10 @@ def test_sample_mixing_is_a_k_diffusion_sampler(gaussian):
 def test_sample_mixing_accepts_a_materialised_batch(gaussian):
     sig = sigmas_for("flow", 5)
     ref = gaussian.sample(2, 4, 8, 8)
-    un = mixing.Unsampler(ref, sig[:-1], kind="flow", seed=3)
+    un = mixing.Unsampler(ref, sig[:-1], prediction="flow", seed=3)
     d = mixing.Denoiser(lambda x, t: torch.zeros_like(x), "flow")
-    lazy = mixing.sample_mixing(d, un[0], sig, noised=un, kind="flow", disable=True)
-    batch = mixing.sample_mixing(d, un[0], sig, noised=un.materialise(), kind="flow", disable=True)
+    lazy = mixing.sample_mixing(d, un[0], sig, noised=un, prediction="flow", disable=True)
+    batch = mixing.sample_mixing(d, un[0], sig, noised=un.materialise(), prediction="flow", disable=True)
     assert torch.equal(lazy, batch)
 
 

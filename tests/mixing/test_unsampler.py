@@ -12,21 +12,21 @@ def ref():
     return torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(5))
 
 
-@pytest.mark.parametrize("kind", ["eps", "v", "flow"])
-def test_unsampler_forward_process_per_kind(ref, kind):
-    sig = sigmas_for(kind, 10)[:-1]
+@pytest.mark.parametrize("prediction", ["eps", "v", "flow"])
+def test_unsampler_forward_process_per_kind(ref, prediction):
+    sig = sigmas_for(prediction, 10)[:-1]
     eps = torch.randn_like(ref)
-    un = mixing.Unsampler(ref, sig, kind=kind, noise=eps)
+    un = mixing.Unsampler(ref, sig, prediction=prediction, noise=eps)
     for k in range(len(un)):
         s = float(sig[k])
-        want = ref + s * eps if kind != "flow" else (1 - s) * ref + s * eps
+        want = ref + s * eps if prediction != "flow" else (1 - s) * ref + s * eps
         assert torch.allclose(un[k], want, atol=1e-6)
 
 
 def test_unsampler_flow_and_ve_differ_and_flow_reaches_pure_noise(ref):
     eps = torch.randn_like(ref)
-    flow = mixing.Unsampler(ref, [1.0, 0.5], kind="flow", noise=eps)
-    ve = mixing.Unsampler(ref, [1.0, 0.5], kind="eps", noise=eps)
+    flow = mixing.Unsampler(ref, [1.0, 0.5], prediction="flow", noise=eps)
+    ve = mixing.Unsampler(ref, [1.0, 0.5], prediction="eps", noise=eps)
     assert torch.equal(flow[0], eps)  # all structure gone at sigma = 1
     assert torch.allclose(ve[0], ref + eps)
     assert not torch.allclose(flow[1], ve[1])
@@ -46,11 +46,11 @@ def test_unsampler_shares_one_seeded_noise_by_default(ref):
 
 def test_unsampler_independent_noise_per_step_on_request(ref):
     sig = sigmas_for("flow", 5)[:-1]
-    un = mixing.Unsampler(ref, sig, kind="flow", seed=3, shared_noise=False)
-    shared = mixing.Unsampler(ref, sig, kind="flow", seed=3)
+    un = mixing.Unsampler(ref, sig, prediction="flow", seed=3, shared_noise=False)
+    shared = mixing.Unsampler(ref, sig, prediction="flow", seed=3)
     assert torch.equal(un.noise(0), shared.noise(0))  # step 0 draws the same noise either way
     assert not torch.allclose(un.noise(1), un.noise(2))
-    assert torch.equal(un[3], mixing.Unsampler(ref, sig, kind="flow", seed=3, shared_noise=False)[3])
+    assert torch.equal(un[3], mixing.Unsampler(ref, sig, prediction="flow", seed=3, shared_noise=False)[3])
 
 
 def test_unsampler_materialise_is_step_major_in_sampler_order(ref):
@@ -77,11 +77,11 @@ def test_unsampler_follows_device_and_dtype_and_keeps_the_reference(ref):
 def test_unsampler_works_in_the_model_domain_of_every_space(space):
     raw = torch.randn(space.latent_shape(64, 64, domain="raw"), generator=torch.Generator().manual_seed(2))
     z = spaces.convert_domain(raw, space, "raw", "model")
-    kind = mixing.kind_of(space)
-    sig = sigmas_for(kind, 3)[:-1]
-    un = mixing.Unsampler(z, sig, kind=kind, seed=0)
+    prediction = mixing.prediction_of(space)
+    sig = sigmas_for(prediction, 3)[:-1]
+    un = mixing.Unsampler(z, sig, prediction=prediction, seed=0)
     eps = un.noise(0)
-    alpha = (1 - sig) if kind == "flow" else torch.ones_like(sig)
+    alpha = (1 - sig) if prediction == "flow" else torch.ones_like(sig)
     for k in range(len(un)):
         assert torch.allclose(un[k], alpha[k] * z + sig[k] * eps, atol=1e-5)
     # the ComfyUI batch can go back to the raw domain exactly
@@ -92,13 +92,13 @@ def test_unsampler_bad_input_is_explained(ref):
     with pytest.raises(InputError, match="strictly decreasing"):
         mixing.Unsampler(ref, [1.0, 2.0])
     with pytest.raises(InputError, match="flow-matching sigmas lie in"):
-        mixing.Unsampler(ref, [14.6, 1.0], kind="flow")
+        mixing.Unsampler(ref, [14.6, 1.0], prediction="flow")
     with pytest.raises(InputError, match="noise has shape"):
         mixing.Unsampler(ref, [1.0, 0.5], noise=torch.randn(1, 4, 8, 8))
     with pytest.raises(InputError, match="not both"):
         mixing.Unsampler(ref, [1.0, 0.5], noise=torch.randn_like(ref), shared_noise=False)
-    with pytest.raises(InputError, match="unknown model kind"):
-        mixing.Unsampler(ref, [1.0, 0.5], kind="x0")
+    with pytest.raises(InputError, match="unknown prediction"):
+        mixing.Unsampler(ref, [1.0, 0.5], prediction="x0")
     with pytest.raises(InputError, match="non-negative integer"):
         mixing.Unsampler(ref, [1.0, 0.5], seed=-1)
     with pytest.raises(IndexError):
@@ -109,7 +109,7 @@ def test_unsampler_bad_input_is_explained(ref):
 
 def test_unsampler_noises_5d_video_latents_whole_and_materialises_step_major():
     ref = torch.randn(2, 16, 3, 4, 4)
-    u = mixing.Unsampler(ref, [0.9, 0.5, 0.1], kind="flow", seed=3)
+    u = mixing.Unsampler(ref, [0.9, 0.5, 0.1], prediction="flow", seed=3)
     assert u[1].shape == ref.shape
     torch.testing.assert_close(u[1], 0.5 * ref + 0.5 * u.noise(1))
     batch = u.materialise()

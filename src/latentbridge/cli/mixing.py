@@ -77,12 +77,12 @@ def demo(out: Path, ctx: demo_data.DemoContext) -> list[str]:
     truth = images[shown]
     small = F.interpolate(truth, scale_factor=0.5, mode="bilinear", antialias=True)
     big = upscale.upscale(small, space, 2, method="bicubic", domain="model")
-    kind, sigmas = mixing.kind_of(space), torch.linspace(1, 0, 21)
+    prediction, sigmas = mixing.prediction_of(space), torch.linspace(1, 0, 21)
     runs = {"bicubic": big}
     variants = {"mixing alpha 3": {"alpha_1": 3.0}, "mixing alpha 1, stop 1.5": {"alpha_1": 1.0, "stop": 1.5},
                 "no mixing": {"schedule": torch.zeros(len(sigmas) - 1)}}
     for label, options in variants.items():
-        runs[label] = mixing.sample(prior.denoiser(kind), big, sigmas, kind=kind, seed=0, disable=True, **options)
+        runs[label] = mixing.sample(prior.denoiser(prediction), big, sigmas, prediction=prediction, seed=0, disable=True, **options)
     grid = torch.cat([truth, *runs.values()])
     io.save_image(out / "mixing_upscale.png", (grid.clamp(-1, 1) + 1) / 2, nrow=len(shown), overwrite=True)
     lines.append(f"upscale 2x: {out / 'mixing_upscale.png'} (rows: photo, " + ", ".join(runs) + ")")

@@ -11,11 +11,13 @@ sampler step blend the latent with the copy at exactly that step's sigma, with a
 * :func:`mixing_hook` is the mixing step alone, ``hook(x, i)``, for hosts that drive their own samplers.
 """
 
+import warnings
+
 from .blending import BLENDS, blend
 from .denoiser import Denoiser
 from .mixer import cleanup_sigmas, refine, sample
 from .presets import PRESETS, Preset, preset
-from .process import FLOW, KINDS, VE, ForwardProcess, check_sigmas, kind_of, process_for
+from .process import FLOW, PREDICTIONS, VE, ForwardProcess, check_sigmas, prediction_of, process_for
 from .samplers import (
     SAMPLERS,
     MixingHook,
@@ -32,7 +34,7 @@ from .unsampler import NoisedBatch, Unsampler
 __all__ = [
     "BLENDS",
     "FLOW",
-    "KINDS",
+    "PREDICTIONS",
     "PRESETS",
     "SAMPLERS",
     "SCHEDULES",
@@ -46,8 +48,8 @@ __all__ = [
     "blend",
     "check_sigmas",
     "cleanup_sigmas",
-    "kind_of",
     "mixing_hook",
+    "prediction_of",
     "preset",
     "process_for",
     "refine",
@@ -59,3 +61,12 @@ __all__ = [
     "sample_mixing",
     "schedule",
 ]
+
+_RENAMED = {"KINDS": "PREDICTIONS", "kind_of": "prediction_of"}  # deprecated names of eps/v/flow things
+
+
+def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        warnings.warn(f"latentbridge.mixing.{name} is deprecated: use {_RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

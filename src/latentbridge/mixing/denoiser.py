@@ -1,7 +1,7 @@
 """One adapter from a network's raw prediction (eps, v or flow velocity) to the denoiser ``D(x, sigma) -> x0``.
 
 The samplers work on model-domain latents ``x = alpha(sigma) z + sigma eps`` and only ever see D (the idea of
-k-diffusion's ``external.py``); this is the one place that knows how each model kind is parameterised.
+k-diffusion's ``external.py``); this is the one place that knows how each prediction is parameterised.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ Net = Callable[..., torch.Tensor]
 
 
 class Denoiser:
-    """``D(x, sigma, **extra) -> x0`` for ``net(x_in, t, **extra) -> prediction`` of kind eps, v or flow.
+    """``D(x, sigma, **extra) -> x0`` for ``net(x_in, t, **extra) -> prediction`` of prediction eps, v or flow.
 
     eps and v models take the variance-preserving input ``x / sqrt(1 + sigma^2)``; flow models take ``x``.
     ``timestep(sigma) -> t`` maps the (B,) sigmas to the network's time input (the training timestep for
     diffusers UNets, ``1000 sigma`` for SD3, ``sigma`` for FLUX); identity by default.
     """
 
-    def __init__(self, net: Net, kind: str, *, timestep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
-        process_for(kind)
-        self.net, self.kind = net, kind
+    def __init__(self, net: Net, prediction: str, *, timestep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        process_for(prediction)
+        self.net, self.prediction = net, prediction
         self.timestep = timestep or (lambda sigma: sigma)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra) -> torch.Tensor:
@@ -34,10 +34,10 @@ class Denoiser:
             s = s.expand(x.shape[0])
         t = self.timestep(s)
         s = s.view(-1, *(1,) * (x.ndim - 1))
-        if self.kind == "flow":
+        if self.prediction == "flow":
             return x - s * self.net(x, t, **extra)
         c_in = (s * s + 1).rsqrt()
         out = self.net(x * c_in, t, **extra)
-        if self.kind == "eps":
+        if self.prediction == "eps":
             return x - s * out
         return x * c_in * c_in - s * c_in * out  # v: x0 = x / (1 + s^2) - s v / sqrt(1 + s^2)

@@ -56,9 +56,9 @@ class SpectralGaussian:
             self._spectra[(height, width)] = power.float()
         return self._spectra[(height, width)]
 
-    def denoiser(self, kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The exact ``D(x, sigma) -> E[z | x]`` for data noised by the forward process of ``kind``."""
-        process = process_for(kind)
+    def denoiser(self, prediction: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The exact ``D(x, sigma) -> E[z | x]`` for data noised by the forward process of ``prediction``."""
+        process = process_for(prediction)
 
         def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             s = float(torch.as_tensor(sigma).reshape(-1)[0])

@@ -9,7 +9,7 @@ import torch
 from .. import limits
 from ..errors import InputError
 from . import noise as _noise
-from .process import check_sigmas, process_for
+from .process import accepts_kind, check_sigmas, process_for
 from .samplers import Callback, run_sampler, sample_mixing
 from .schedules import as_weights
 from .unsampler import Unsampler
@@ -31,8 +31,9 @@ def cleanup_sigmas(sigmas: torch.Tensor, strength: float) -> torch.Tensor:
     return sigmas[-(n + 1):]
 
 
+@accepts_kind
 @torch.no_grad()
-def refine(denoiser: Denoise, latent: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *, kind: str = "eps",
+def refine(denoiser: Denoise, latent: torch.Tensor, sigmas: torch.Tensor | Sequence[float], *, prediction: str = "eps",
            sampler: str = "euler", seed: int = 0, eta: float = 1.0, callback: Callback | None = None,
            disable: bool | None = None) -> torch.Tensor:
     """Clean-up pass: noise a finished model-domain latent to ``sigmas[0]`` with fresh noise and sample it again.
@@ -40,19 +41,20 @@ def refine(denoiser: Denoise, latent: torch.Tensor, sigmas: torch.Tensor | Seque
     Run at low denoise (the tail of a schedule) it removes the grain that mixing can leave.
     """
     limits.check_not_empty(latent)
-    sig = check_sigmas(sigmas, kind).to(latent.device)
-    start = process_for(kind).add_noise(latent, _noise.randn(latent, seed, _noise.CLEANUP_RENOISE), float(sig[0]))
-    return run_sampler(sampler, _k_model(denoiser), start, sig, None, callback, disable, kind=kind, eta=eta, seed=seed,
+    sig = check_sigmas(sigmas, prediction).to(latent.device)
+    start = process_for(prediction).add_noise(latent, _noise.randn(latent, seed, _noise.CLEANUP_RENOISE), float(sig[0]))
+    return run_sampler(sampler, _k_model(denoiser), start, sig, None, callback, disable, prediction=prediction, eta=eta, seed=seed,
                        noise_stream=_noise.CLEANUP_ANCESTRAL)
 
 
+@accepts_kind
 @torch.no_grad()
 def sample(
     denoiser: Denoise,
     reference: torch.Tensor,
     sigmas: torch.Tensor | Sequence[float],
     *,
-    kind: str = "eps",
+    prediction: str = "eps",
     schedule: str | torch.Tensor | Sequence[float] = "cosine",
     alpha_1: float = 3.0,
     start: float = 0.0,
@@ -72,7 +74,7 @@ def sample(
     """Iterative mixing from a clean (upscaled) model-domain ``reference``; returns the model-domain result.
 
     ``denoiser(x, sigma)`` returns the x0 estimate (sigma is a 0-d tensor). The reference is noised to every
-    sigma of the schedule with the forward process of ``kind`` (eps/v: ``z + sigma eps``, flow:
+    sigma of the schedule with the forward process of ``prediction`` (eps/v: ``z + sigma eps``, flow:
     ``(1 - sigma) z + sigma eps``), the sampler starts from the copy at sigma_0, and before step k the latent is
     blended with the copy at sigma_k using weight ``schedule[k]`` (a name from :mod:`.schedules` with
     ``alpha_1/start/stop/minimum/maximum``, or one weight per step). ``cleanup > 0`` re-runs the last ``cleanup``
@@ -81,13 +83,13 @@ def sample(
     if not isinstance(reference, torch.Tensor) or not reference.is_floating_point():
         raise InputError("the reference must be a floating-point latent tensor in the model domain")
     limits.check_not_empty(reference, "the reference")
-    sig = check_sigmas(sigmas, kind).to(reference.device)
+    sig = check_sigmas(sigmas, prediction).to(reference.device)
     steps = len(sig) - 1
     weights = as_weights(schedule, steps, alpha_1=alpha_1, start=start, stop=stop, minimum=minimum, maximum=maximum)
-    copies = Unsampler(reference, sig[:-1], kind=kind, seed=seed, shared_noise=shared_noise, noise=noise)
+    copies = Unsampler(reference, sig[:-1], prediction=prediction, seed=seed, shared_noise=shared_noise, noise=noise)
     x = sample_mixing(_k_model(denoiser), copies[0], sig, None, callback, disable, noised=copies, weights=weights,
-                      sampler=sampler, blend=blend, kind=kind, eta=eta, seed=seed)
+                      sampler=sampler, blend=blend, prediction=prediction, eta=eta, seed=seed)
     if cleanup:
-        x = refine(denoiser, x, cleanup_sigmas(sig, cleanup), kind=kind, sampler=sampler, seed=seed, eta=eta,
+        x = refine(denoiser, x, cleanup_sigmas(sig, cleanup), prediction=prediction, sampler=sampler, seed=seed, eta=eta,
                    disable=disable)
     return x

@@ -10,17 +10,37 @@ Both are ``x = alpha(sigma) * z + sigma * eps``; samplers that need ``alpha`` ta
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
 from .. import spaces
 from ..errors import InputError
 
-KINDS = ("eps", "v", "flow")
+PREDICTIONS = spaces.PREDICTIONS
+F = TypeVar("F", bound=Callable)
+
+
+def accepts_kind(fn: F) -> F:
+    """Let ``fn`` still take ``kind=``, the deprecated name of ``prediction=``, with a DeprecationWarning."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "kind" in kwargs:
+            if "prediction" in kwargs:
+                raise InputError("pass prediction= alone: kind= is its deprecated name")
+            warnings.warn(f"{fn.__qualname__.removesuffix('.__init__')}(kind=) is deprecated: pass prediction=",
+                          DeprecationWarning, stacklevel=2)
+            kwargs["prediction"] = kwargs.pop("kind")
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -44,20 +64,20 @@ VE = ForwardProcess("ve")
 FLOW = ForwardProcess("flow")
 
 
-def process_for(kind: str) -> ForwardProcess:
-    """The forward process of a model that predicts ``kind`` (eps, v or flow)."""
-    if kind not in KINDS:
-        raise InputError(f"unknown model kind {kind!r}: use 'eps' or 'v' (z + sigma*eps noising) or 'flow' "
+def process_for(prediction: str) -> ForwardProcess:
+    """The forward process of a model that predicts ``prediction`` (eps, v or flow)."""
+    if prediction not in PREDICTIONS:
+        raise InputError(f"unknown prediction {prediction!r}: use 'eps' or 'v' (z + sigma*eps noising) or 'flow' "
                          "((1 - sigma)*z + sigma*eps, for SD3/FLUX-class models)")
-    return FLOW if kind == "flow" else VE
+    return FLOW if prediction == "flow" else VE
 
 
-def kind_of(space: str | spaces.LatentSpace) -> str:
-    """The model kind (eps, v or flow) the registry records for ``space``."""
+def prediction_of(space: str | spaces.LatentSpace) -> spaces.Prediction:
+    """The prediction (eps, v or flow) the registry records for ``space``."""
     return spaces.get(space).prediction
 
 
-def check_sigmas(sigmas: torch.Tensor | Sequence[float], kind: str, *, what: str = "sigmas") -> torch.Tensor:
+def check_sigmas(sigmas: torch.Tensor | Sequence[float], prediction: str, *, what: str = "sigmas") -> torch.Tensor:
     """Validate a sampler schedule (strictly decreasing, >= 0, <= 1 for flow, >= 2 entries); returns it as a tensor."""
     sig = torch.as_tensor(sigmas).detach()
     if sig.ndim != 1 or sig.numel() < 2:
@@ -69,7 +89,7 @@ def check_sigmas(sigmas: torch.Tensor | Sequence[float], kind: str, *, what: str
     if any(b >= a for a, b in itertools.pairwise(values)):
         raise InputError(f"{what} must be strictly decreasing (noisiest first); got {values}: sort them descending "
                          "and drop repeated entries")
-    if kind == "flow" and values[0] > 1:
+    if prediction == "flow" and values[0] > 1:
         raise InputError(f"flow-matching sigmas lie in [0, 1], but {what} start at {values[0]:g}: pass the model's "
-                         "flow schedule, or kind='eps' for a variance-exploding model")
+                         "flow schedule, or prediction='eps' for a variance-exploding model")
     return sig

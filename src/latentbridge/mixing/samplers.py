@@ -24,7 +24,7 @@ from ..errors import InputError
 from . import noise as _noise
 from .blending import blend as _blend
 from .blending import check_blend
-from .process import VE, ForwardProcess, check_sigmas, process_for
+from .process import VE, ForwardProcess, accepts_kind, check_sigmas, process_for
 from .schedules import as_weights
 from .unsampler import NoisedBatch, Unsampler
 
@@ -125,21 +125,22 @@ def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_a
 SAMPLERS = ("euler", "euler_ancestral", "dpmpp_2m", "flow_euler")
 
 
-def check_sampler(name: str, kind: str) -> str:
+def check_sampler(name: str, prediction: str) -> str:
     if name not in SAMPLERS:
         raise InputError(f"unknown sampler {name!r}: use one of {', '.join(SAMPLERS)}")
-    if name == "flow_euler" and kind != "flow":
-        raise InputError(f"flow_euler is for flow-matching models, but kind is {kind!r}: use 'euler'")
+    if name == "flow_euler" and prediction != "flow":
+        raise InputError(f"flow_euler is for flow-matching models, but prediction is {prediction!r}: use 'euler'")
     return name
 
 
+@accepts_kind
 def run_sampler(name: str, model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Mapping | None = None,
-                callback: Callback | None = None, disable: bool | None = None, *, kind: str = "eps", eta: float = 1.0,
+                callback: Callback | None = None, disable: bool | None = None, *, prediction: str = "eps", eta: float = 1.0,
                 s_noise: float = 1.0, seed: int = 0, noise_stream: int = _noise.ANCESTRAL,
                 before_step: Hook | None = None) -> torch.Tensor:
-    """Run the sampler called ``name`` for a model of ``kind``; ``seed`` feeds the ancestral noise."""
-    check_sampler(name, kind)
-    process = process_for(kind)
+    """Run the sampler called ``name`` for a model of ``prediction``; ``seed`` feeds the ancestral noise."""
+    check_sampler(name, prediction)
+    process = process_for(prediction)
     if name == "euler_ancestral":
         return sample_euler_ancestral(model, x, sigmas, extra_args, callback, disable, process=process, eta=eta,
                                       s_noise=s_noise, noise_sampler=_noise.noise_sampler(x, seed, noise_stream),
@@ -189,24 +190,26 @@ class MixingHook:
         return x if w == 0 else _blend(x, self.copies[i], w, self.blend)
 
 
+@accepts_kind
 def mixing_hook(noised: Unsampler | NoisedBatch | torch.Tensor, x: torch.Tensor, sigmas: torch.Tensor,
                 weights: str | torch.Tensor | Sequence[float] = "cosine", *, alpha_1: float = 3.0, blend: str = "lerp",
-                kind: str = "eps") -> MixingHook:
+                prediction: str = "eps") -> MixingHook:
     """The checked :class:`MixingHook` for a sampler running ``sigmas`` from ``x``: one noised copy per step at
     exactly ``sigmas[:-1]``, of ``x``'s shape, and one weight per step (a schedule name with ``alpha_1``, or values)."""
-    sigmas = check_sigmas(sigmas, kind)
+    sigmas = check_sigmas(sigmas, prediction)
     steps = len(sigmas) - 1
     check_blend(blend)
     copies = _as_noised(noised, x, sigmas, steps)
     return MixingHook(copies, as_weights(weights, steps, alpha_1=alpha_1).tolist(), blend)
 
 
+@accepts_kind
 @torch.no_grad()
 def sample_mixing(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_args: Mapping | None = None,
                   callback: Callback | None = None, disable: bool | None = None, *,
                   noised: Unsampler | NoisedBatch | torch.Tensor,
                   weights: str | torch.Tensor | Sequence[float] = "cosine", alpha_1: float = 3.0,
-                  sampler: str = "euler", blend: str = "lerp", kind: str = "eps", eta: float = 1.0,
+                  sampler: str = "euler", blend: str = "lerp", prediction: str = "eps", eta: float = 1.0,
                   s_noise: float = 1.0, seed: int | None = None) -> torch.Tensor:
     """Iterative mixing (DemoFusion's skip residual): before step k, ``x <- blend(x, noised[k], weights[k])``.
 
@@ -215,8 +218,8 @@ def sample_mixing(model: Model, x: torch.Tensor, sigmas: torch.Tensor, extra_arg
     (with ``alpha_1``) or one weight per step, each the noised copy's share. ``seed`` (default
     ``extra_args['seed']`` or 0) feeds the ancestral sampler's noise.
     """
-    check_sampler(sampler, kind)
-    mix = mixing_hook(noised, x, sigmas, weights, alpha_1=alpha_1, blend=blend, kind=kind)
+    check_sampler(sampler, prediction)
+    mix = mixing_hook(noised, x, sigmas, weights, alpha_1=alpha_1, blend=blend, prediction=prediction)
     seed = int((extra_args or {}).get("seed", 0)) if seed is None else seed
-    return run_sampler(sampler, model, x, sigmas, extra_args, callback, disable, kind=kind, eta=eta, s_noise=s_noise,
+    return run_sampler(sampler, model, x, sigmas, extra_args, callback, disable, prediction=prediction, eta=eta, s_noise=s_noise,
                        seed=seed, before_step=mix)

@@ -14,39 +14,40 @@ import torch
 
 from ..errors import InputError
 from . import noise as _noise
-from .process import check_sigmas, process_for
+from .process import accepts_kind, check_sigmas, process_for
 
 
 class Unsampler:
     """Lazy noised copies ``z'_k = alpha(sigma_k) * z + sigma_k * eps_k`` of a clean **model-domain** latent ``z``.
 
-    ``sigmas`` are the levels, one per sampler step (sigma_0 first). ``kind`` picks the forward process
+    ``sigmas`` are the levels, one per sampler step (sigma_0 first). ``prediction`` picks the forward process
     (eps/v: ``z + sigma eps``; flow: ``(1 - sigma) z + sigma eps``). The noise ``eps`` is drawn from ``seed`` and
     shared by every step as DemoFusion does, or drawn independently per step with ``shared_noise=False``; pass
     ``noise`` to use your own (shared) tensor. The reference is kept, never modified.
     """
 
+    @accepts_kind
     def __init__(
         self,
         reference: torch.Tensor,
         sigmas: torch.Tensor | Sequence[float],
         *,
-        kind: str = "eps",
+        prediction: str = "eps",
         seed: int = 0,
         shared_noise: bool = True,
         noise: torch.Tensor | None = None,
     ) -> None:
         if not isinstance(reference, torch.Tensor) or not reference.is_floating_point() or reference.ndim < 2:
             raise InputError("the reference must be a floating-point latent tensor (B, C, ...) in the model domain")
-        self.process = process_for(kind)
-        self.kind = kind
+        self.process = process_for(prediction)
+        self.prediction = prediction
         sig = torch.as_tensor(sigmas).detach()
         if sig.ndim != 1 or sig.numel() < 1:
             raise InputError(f"the unsampler needs a 1-D list of sigmas (one per step); got shape {tuple(sig.shape)}")
         if sig.numel() > 1:
-            check_sigmas(sig, kind, what="the unsampler's sigmas")
-        elif not 0 <= float(sig[0]) <= (1 if kind == "flow" else float("inf")):
-            raise InputError(f"sigma {float(sig[0])} is out of range for a {kind} model")
+            check_sigmas(sig, prediction, what="the unsampler's sigmas")
+        elif not 0 <= float(sig[0]) <= (1 if prediction == "flow" else float("inf")):
+            raise InputError(f"sigma {float(sig[0])} is out of range for a {prediction} model")
         self.sigmas = sig.double().cpu()
         self.reference = reference
         self.seed = _noise.check_seed(seed)

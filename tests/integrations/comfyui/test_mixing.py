@@ -14,11 +14,11 @@ from latentbridge.integrations.comfyui.mixing import (
     BatchUnsampler,
     MixingKSampler,
     MixingSampler,
-    forward_kind,
+    model_prediction,
     sample_iterative_mixing,
 )
 
-KINDS = {"eps": "EpsSampling", "flow": "ConstSampling"}
+PREDICTIONS = {"eps": "EpsSampling", "flow": "ConstSampling"}
 
 
 @pytest.fixture
@@ -31,18 +31,18 @@ def fake_comfy(monkeypatch):
     return module
 
 
-def patcher(fake, kind: str):
+def patcher(fake, prediction: str):
     gaussian = Gaussian(mu=0.1, std=0.2)
-    return fake.ModelPatcher(getattr(fake, KINDS[kind])(), gaussian.denoiser(kind))
+    return fake.ModelPatcher(getattr(fake, PREDICTIONS[prediction])(), gaussian.denoiser(prediction))
 
 
 def clean_latent(batch: int = 1) -> dict:
     return {"samples": torch.randn(batch, 4, 6, 8, generator=torch.Generator().manual_seed(3)) * 5}
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_forward_kind_is_read_off_the_models_noise_scaling(fake_comfy, kind):
-    assert forward_kind(getattr(fake_comfy, KINDS[kind])()) == kind
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_forward_kind_is_read_off_the_models_noise_scaling(fake_comfy, prediction):
+    assert model_prediction(getattr(fake_comfy, PREDICTIONS[prediction])()) == prediction
 
 
 def test_forward_kind_refuses_an_unknown_forward_process():
@@ -51,13 +51,13 @@ def test_forward_kind_refuses_an_unknown_forward_process():
             return noise * sigma + 2 * latent_image
 
     with pytest.raises(InputError, match="noises latents in a way iterative mixing does not know"):
-        forward_kind(Scaled())
+        model_prediction(Scaled())
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_mixing_sampler_matches_the_core_and_ignores_comfyuis_start(fake_comfy, kind):
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_mixing_sampler_matches_the_core_and_ignores_comfyuis_start(fake_comfy, prediction):
     """Whatever x ComfyUI hands over (add_noise on or off, flow models' zero start), the run starts from the copy."""
-    model = patcher(fake_comfy, kind)
+    model = patcher(fake_comfy, prediction)
     base = model.model
     reference = base.process_latent_in(clean_latent(2)["samples"])
     sigmas = base.model_sampling.sigmas(6)
@@ -65,9 +65,9 @@ def test_mixing_sampler_matches_the_core_and_ignores_comfyuis_start(fake_comfy, 
     for start in (torch.zeros_like(reference), torch.randn_like(reference) * 9):
         model_k = fake_comfy.X0Inpaint(base, reference)
         results.append(sample_iterative_mixing(model_k, start, sigmas, {"seed": 11}, blend="slerp", alpha_1=2.0))
-    copies = mixing.Unsampler(reference, sigmas[:-1], kind=kind, seed=11)
+    copies = mixing.Unsampler(reference, sigmas[:-1], prediction=prediction, seed=11)
     want = mixing.sample_mixing(fake_comfy.X0Inpaint(base, reference), copies[0], sigmas, {"seed": 11}, noised=copies,
-                                weights=mixing.schedule("cosine", 6, alpha_1=2.0), blend="slerp", kind=kind, seed=11,
+                                weights=mixing.schedule("cosine", 6, alpha_1=2.0), blend="slerp", prediction=prediction, seed=11,
                                 disable=True)
     assert torch.equal(results[0], results[1]) and torch.allclose(results[0], want, atol=1e-5)
 
@@ -87,9 +87,9 @@ def test_mixing_sampler_node_returns_a_ksampler_and_checks_settings_early(fake_c
         MixingSampler().get_sampler(start=0.5, stop=0.4)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_batch_unsampler_noises_with_the_models_sigmas_and_forward_process(fake_comfy, kind):
-    model = patcher(fake_comfy, kind)
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_batch_unsampler_noises_with_the_models_sigmas_and_forward_process(fake_comfy, prediction):
+    model = patcher(fake_comfy, prediction)
     latent = {**clean_latent(2), "batch_index": [4, 5], "noise_mask": torch.ones(1, 6, 8), SPACE_KEY: "sd1"}
     before = latent["samples"].clone()
     batch, sigmas = BatchUnsampler().unsample(model, latent, "normal", 5, 1.0, seed=3, noise="shared")
@@ -100,7 +100,7 @@ def test_batch_unsampler_noises_with_the_models_sigmas_and_forward_process(fake_
     eps = mixing.noise.randn(z, 3, mixing.noise.UNSAMPLE, 0)
     for k in (0, 4):  # step-major, sigma_0 first, (1 - s) z + s e for flow models, z + s e otherwise
         s = float(sigmas[k])
-        want = (1 - s) * z + s * eps if kind == "flow" else z + s * eps
+        want = (1 - s) * z + s * eps if prediction == "flow" else z + s * eps
         assert torch.allclose(model.model.process_latent_in(batch["samples"][2 * k:2 * k + 2]), want, atol=1e-5)
     assert torch.equal(latent["samples"], before) and latent["batch_index"] == [4, 5]
 

@@ -69,7 +69,7 @@ def ksampler_sigmas(model: Any, sampler: str, scheduler: str, steps: int, denois
                                    denoise=denoise, model_options=model.model_options).sigmas.cpu()
 
 
-def forward_kind(model_sampling: Any) -> str:
+def model_prediction(model_sampling: Any) -> str:
     """``eps`` when the model's ``noise_scaling`` is ``z + sigma e`` (eps, v, EDM), ``flow`` when it is
     ``(1 - sigma) z + sigma e`` (ComfyUI's CONST): read off the model, not its class name."""
     sigma, one, zero = torch.tensor([0.5]), torch.ones(1, 1, 1, 1), torch.zeros(1, 1, 1, 1)
@@ -128,16 +128,16 @@ def sample_iterative_mixing(model: Any, x: torch.Tensor, sigmas: torch.Tensor, e
     (SamplerCustom's noise_seed).
     """
     base = model.inner_model.inner_model
-    kind = forward_kind(base.model_sampling)
+    prediction = model_prediction(base.model_sampling)
     reference = _clean_reference(model)
     seed = int((extra_args or {}).get("seed") or 0)
     steps = len(sigmas) - 1
     if noised_batch is not None:
         copies = _noised_batch(noised_batch, base, reference, steps)
     else:
-        copies = mixing.Unsampler(reference, sigmas[:-1], kind=kind, seed=seed, shared_noise=noise == "shared")
+        copies = mixing.Unsampler(reference, sigmas[:-1], prediction=prediction, seed=seed, shared_noise=noise == "shared")
     weights = mixing.schedule(schedule, steps, alpha_1=alpha_1, start=start, stop=stop, minimum=minimum, maximum=maximum)
-    hook = mixing.mixing_hook(copies, x, sigmas, weights, blend=blend, kind=kind)
+    hook = mixing.mixing_hook(copies, x, sigmas, weights, blend=blend, prediction=prediction)
     return sampler_steps.run(sampler, model, x, sigmas, extra_args, callback, disable, hook, {"eta": eta})
 
 
@@ -217,8 +217,8 @@ class BatchUnsampler:
         tensor = _check_latent(samples, "samples")
         sigmas = model_sigmas(model, scheduler, steps, denoise)
         latent_format = model.get_model_object("latent_format")
-        kind = forward_kind(model.get_model_object("model_sampling"))
-        copies = mixing.Unsampler(latent_format.process_in(tensor.float()), sigmas[:-1], kind=kind, seed=seed,
+        prediction = model_prediction(model.get_model_object("model_sampling"))
+        copies = mixing.Unsampler(latent_format.process_in(tensor.float()), sigmas[:-1], prediction=prediction, seed=seed,
                                   shared_noise=noise == "shared")
         batch = latent_format.process_out(copies.materialise())
         out = {k: v for k, v in samples.items() if k != "batch_index"}  # one index per latent no longer fits
@@ -287,8 +287,9 @@ def settings_for(model: Any, preset: str, overrides: dict[str, Any]) -> tuple[mi
         if space is not None:
             base, how = mixing.preset(space), f"auto ({space.id}: the model's latent format)"
         else:
-            kind = forward_kind(model.get_model_object("model_sampling"))
-            base, how = mixing.preset(kind), f"auto ({kind}: the model's forward process; its latent format is new to latentbridge)"
+            prediction = model_prediction(model.get_model_object("model_sampling"))
+            base, how = mixing.preset(prediction), (f"auto ({prediction}: the model's forward process; its latent format is "
+                                                    "new to latentbridge)")
     else:
         base, how = mixing.preset(preset), preset
     given = {k: v for k, v in overrides.items() if v not in (PRESET, None)}
@@ -361,7 +362,7 @@ class MixingKSampler:
         settings, how = settings_for(model, preset, {
             "steps": steps or None, "sampler": sampler, "schedule": schedule, "alpha_1": alpha_1 or None,
             "blend": blend, "denoise": denoise or None, "cleanup": cleanup if cleanup >= 0 else None})
-        kind = forward_kind(model.get_model_object("model_sampling"))
+        prediction = model_prediction(model.get_model_object("model_sampling"))
         name = sampler_steps.comfy_name(settings.sampler)
         mixing.blending.check_blend(settings.blend)
         mixing.schedule(settings.schedule, settings.steps, alpha_1=settings.alpha_1, maximum=maximum)
@@ -375,8 +376,8 @@ class MixingKSampler:
         text = (f"preset {how}: steps {settings.steps}, sampler {settings.sampler} ("
                 f"{'its state kept' if change is None else change}), schedule {settings.schedule}, "
                 f"alpha_1 {settings.alpha_1:g}, maximum {maximum:g}, blend {settings.blend}, denoise "
-                f"{settings.denoise:g}, cleanup {settings.cleanup:g}; forward process {kind} "
-                f"({'(1 - sigma) z + sigma eps' if kind == 'flow' else 'z + sigma eps'}); sigmas "
+                f"{settings.denoise:g}, cleanup {settings.cleanup:g}; forward process {prediction} "
+                f"({'(1 - sigma) z + sigma eps' if prediction == 'flow' else 'z + sigma eps'}); sigmas "
                 f"{float(sigmas[0]):.4g} -> {float(sigmas[-1]):.4g}")
         if settings.cleanup > 0:
             tail = mixing.cleanup_sigmas(sigmas, settings.cleanup)

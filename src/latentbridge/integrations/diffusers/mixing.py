@@ -55,7 +55,7 @@ def family(pipe: Any) -> str:
     return fam
 
 
-def _kind(pipe: Any, fam: str) -> str:
+def _prediction(pipe: Any, fam: str) -> str:
     if spaces.get(fam).is_flow:
         return "flow"
     prediction = pipe.scheduler.config.get("prediction_type", "epsilon")
@@ -196,7 +196,7 @@ def pipeline_denoiser(
     conditioning; by default it follows the latent.
     """
     fam = family(pipe)
-    kind = _kind(pipe, fam)
+    prediction = _prediction(pipe, fam)
     net_module = _net_module(pipe)
     if guidance_scale is None:
         guidance_scale = spaces.get(fam).guidance
@@ -245,12 +245,12 @@ def pipeline_denoiser(
         uncond, positive = out.chunk(2)
         return uncond + guidance_scale * (positive - uncond)
 
-    if kind == "flow":
+    if prediction == "flow":
         train = pipe.scheduler.config.get("num_train_timesteps", 1000)
         timestep = (lambda s: s) if fam == "flux1" else (lambda s: s * train)  # FLUX takes t / 1000 = sigma
     else:
         timestep = _sigma_to_t(pipe.scheduler.alphas_cumprod)
-    return mixing.Denoiser(net, kind, timestep=timestep)
+    return mixing.Denoiser(net, prediction, timestep=timestep)
 
 
 # --- the recipe -----------------------------------------------------------------------------------------------------
@@ -320,12 +320,12 @@ def mixing_upscale(
     arguments passed to the pipeline's prompt encoding (and generation).
     """
     fam = family(pipe)
-    kind = _kind(pipe, fam)
+    prediction = _prediction(pipe, fam)
     given = {"steps": steps, "alpha_1": alpha_1, "schedule": schedule, "sampler": sampler, "blend": blend,
              "denoise": denoise, "cleanup": cleanup, "scale": scale}
     settings = replace(mixing.preset(preset or fam), **{k: v for k, v in given.items() if v is not None})
     mixing.schedule(settings.schedule, settings.steps, alpha_1=settings.alpha_1)  # fail before any work
-    mixing.samplers.check_sampler(settings.sampler, kind)
+    mixing.samplers.check_sampler(settings.sampler, prediction)
     mixing.blending.check_blend(settings.blend)
     if not 0 < settings.scale <= 8:
         raise InputError(f"scale must be in (0, 8]; got {settings.scale}")
@@ -345,7 +345,7 @@ def mixing_upscale(
     sigmas = pipeline_sigmas(pipe, settings.steps, denoise=settings.denoise, latent_hw=target).to(device)
     denoiser = pipeline_denoiser(pipe, prompt=prompt, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
                                  **embeds)
-    out = mixing.sample(denoiser, big, sigmas, kind=kind, schedule=settings.schedule, alpha_1=settings.alpha_1,
+    out = mixing.sample(denoiser, big, sigmas, prediction=prediction, schedule=settings.schedule, alpha_1=settings.alpha_1,
                         sampler=settings.sampler, blend=settings.blend, seed=seed, cleanup=settings.cleanup,
                         disable=not progress)
     images = None if output_type == "latent" else decode(pipe, out, output_type)
