@@ -151,8 +151,8 @@ def test_load_state_lists_missing_unexpected_and_misshapen_keys_sorted():
     with pytest.raises(WeightsFormatError) as e:
         weights.load_state(net, tensors, source="f.safetensors")
     msg = str(e.value)
-    assert "missing ['0.bias', '1.bias']" in msg and "unexpected ['a.extra', 'z.extra']" in msg
-    assert "wrong shape ['1.weight']" in msg
+    assert "2 missing (0.bias, 1.bias)" in msg and "2 unexpected (a.extra, z.extra)" in msg
+    assert "1 with other shapes (1.weight (5, 5) != (3, 2))" in msg
 
 
 def test_the_model_cache_is_bounded_and_clearable(tmp_path, monkeypatch):

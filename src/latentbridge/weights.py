@@ -157,6 +157,8 @@ def safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read every tensor of a weight file (safetensors, or a torch file through ``weights_only``) and its metadata."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a weight file: name the file inside it")
     if not path.is_file():
         raise WeightsNotFoundError(f"{path}: no such weight file")
     with open(path, "rb") as f:
@@ -258,18 +260,32 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(t for t in text.split(",") if t)
 
 
+def state_mismatch(want: dict[str, torch.Tensor | torch.Size | tuple[int, ...]], have: dict[str, torch.Tensor]) -> str:
+    """How ``have`` differs from the keys and shapes of ``want`` (a state dict or key -> shape): the sorted missing,
+    unexpected and misshapen keys, eight of each at most; empty when it fits exactly. The one strict-load report."""
+    shape = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v) for k, v in want.items()}
+    missing = sorted(k for k in shape if k not in have)
+    unexpected = sorted(k for k in have if k not in shape)
+    wrong = sorted(k for k in shape if k in have and tuple(have[k].shape) != shape[k])
+
+    def few(keys: list[str], show=str) -> str:
+        return ", ".join(map(show, keys[:8])) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+
+    parts = [f"{len(missing)} missing ({few(missing)})" if missing else "",
+             f"{len(unexpected)} unexpected ({few(unexpected)})" if unexpected else "",
+             f"{len(wrong)} with other shapes ({few(wrong, lambda k: f'{k} {tuple(have[k].shape)} != {shape[k]}')})"
+             if wrong else ""]
+    return "; ".join(p for p in parts if p)
+
+
 def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], *, source: str | os.PathLike) -> torch.nn.Module:
-    """Load ``tensors`` into ``module`` (in its dtype) when they fit exactly; else :class:`WeightsFormatError` with the
-    sorted missing, unexpected and misshapen keys."""
+    """Load ``tensors`` into ``module`` (in its dtype) when they fit exactly; else :class:`WeightsFormatError` with
+    :func:`state_mismatch`."""
     want = module.state_dict()
-    missing = sorted(k for k in want if k not in tensors)
-    unexpected = sorted(k for k in tensors if k not in want)
-    shapes = sorted(k for k in want if k in tensors and tuple(tensors[k].shape) != tuple(want[k].shape))
-    if missing or unexpected or shapes:
-        parts = [f"{label} {keys[:8]}{' ...' if len(keys) > 8 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if keys]
-        raise WeightsFormatError(f"{source}: the weights do not fit the network its metadata describes "
-                                 f"({'; '.join(parts)}); re-export the model")
+    mismatch = state_mismatch(want, tensors)
+    if mismatch:
+        raise WeightsFormatError(f"{source}: the weights do not fit the network its metadata describes: {mismatch}; "
+                                 "re-export the model")
     module.load_state_dict({k: v.to(want[k].dtype) for k, v in tensors.items()})
     return module
 

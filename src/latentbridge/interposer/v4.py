@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsFormatError
+from ..weights import state_mismatch
 
 
 def _conv(ch_in: int, ch_out: int) -> nn.Conv2d:
@@ -103,28 +104,12 @@ def expected_shapes(config: V4Config) -> dict[str, tuple[int, ...]]:
 
 def check_state_dict(sd: dict[str, torch.Tensor], config: V4Config, *, source: str = "the file") -> None:
     """Raise :class:`WeightsFormatError` listing missing, unexpected and misshapen keys, unless ``sd`` fits."""
-    want = expected_shapes(config)
-    missing = sorted(set(want) - set(sd))
-    unexpected = sorted(set(sd) - set(want))
-    misshapen = sorted(k for k in set(want) & set(sd) if tuple(sd[k].shape) != want[k])
-    if not (missing or unexpected or misshapen):
+    mismatch = state_mismatch(expected_shapes(config), sd)
+    if not mismatch:
         return
-
-    def listing(keys: list[str], fmt=str) -> str:
-        shown = ", ".join(fmt(k) for k in keys[:8])
-        return shown + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing ({listing(missing)})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected ({listing(unexpected)})")
-    if misshapen:
-        parts.append(f"{len(misshapen)} with other shapes ("
-                     f"{listing(misshapen, lambda k: f'{k} {tuple(sd[k].shape)} != {want[k]}')})")
     raise WeightsFormatError(
         f"{source} does not match the v4.0 interposer layout for {config.ch_in}->{config.ch_out} channels, "
-        f"{config.ch_mid} wide, {config.blocks} blocks: {'; '.join(parts)}. Use an unmodified "
+        f"{config.ch_mid} wide, {config.blocks} blocks: {mismatch}. Use an unmodified "
         "{src}-to-{dst}_interposer-v4.0.safetensors from city96/SD-Latent-Interposer"
     )
 

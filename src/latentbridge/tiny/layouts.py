@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import WeightsFormatError
+from ..weights import state_mismatch
 from . import arch
 
 HALVES = ("encoder", "decoder")
@@ -121,21 +122,11 @@ def _half(role: str, state: dict[str, torch.Tensor], source: str) -> Half:
         raise WeightsFormatError(_mismatch(source, None, f"the {role} has no key {e.args[0]}", sorted(state))) from None
     with torch.device("meta"):
         expected = build(role, variant, channels).state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        details = []
-        if missing:
-            details.append(f"missing {_few(missing)}")
-        if unexpected:
-            details.append(f"unexpected {_few(unexpected)}")
-        if wrong:
-            details.append("wrong shape " + ", ".join(
-                f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})" for k in wrong[:5]))
+    mismatch = state_mismatch(expected, state)
+    if mismatch:
         raise WeightsFormatError(f"{source}: the {role} looks like a {variant} TAESD {role} with {channels} latent "
-                                 f"channels but does not fit it: {'; '.join(details)}. The file is damaged or is "
-                                 "a different model")
+                                 f"channels but does not fit it: {mismatch}. The file is damaged or is a different "
+                                 "model")
     if not all(v.is_floating_point() for v in state.values()):
         raise WeightsFormatError(f"{source}: the {role} holds non-float tensors; it is not a TAESD weight file")
     return Half(role, variant, channels, state)
