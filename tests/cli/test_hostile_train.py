@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from latentbridge.tiny import layouts
 from latentbridge.train import build_dataset
@@ -336,8 +337,22 @@ def _truncate_shard(data: Path) -> None:
     shard.write_bytes(shard.read_bytes()[:200])
 
 
+def _foreign_shard(data: Path) -> None:
+    shard = data / "shard-00000.safetensors"
+    shard.unlink()
+    save_file({"image@32": torch.zeros(4, 3, 32, 32, dtype=torch.uint8)}, str(shard), metadata={"plan_id": "other"})
+
+
+def _short_shard(data: Path) -> None:
+    shard = data / "shard-00000.safetensors"
+    tensors = load_file(shard)
+    save_file({k: v[:1] for k, v in tensors.items()}, str(shard), metadata=safe_open(str(shard), "pt").metadata())
+
+
 @pytest.mark.parametrize(("damage", "match"), [
     (lambda data: (data / "manifest.json").write_text("{"), "manifest.json: damaged dataset manifest"),
+    (_foreign_shard, "shard-00000.safetensors: does not match manifest.json"),
+    (_short_shard, "shard-00000.safetensors: does not match manifest.json"),
     (lambda data: (data / "manifest.json").unlink(), "not a latentbridge dataset"),
     (_drop_shard, "incomplete"),
     (_truncate_shard, "shard-00000.safetensors: damaged shard"),

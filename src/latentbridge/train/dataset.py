@@ -173,7 +173,7 @@ def _check_options(encoders: Sequence[Encoder], size: int, extra_sizes: Sequence
                    batch_size: int) -> list[int]:
     """Every sizes and count checked before anything is read or written; returns the sizes, largest first."""
     if not encoders:
-        raise InputError("give at least one encoder (--encoders taef2,taesana)")
+        raise InputError("give at least one encoder (encoders=, e.g. taef2 and taesana)")
     for name, value, least in (("size", size, 8), ("crops", crops, 1), ("shard_size", shard_size, 1),
                                ("batch_size", batch_size, 1)):
         if not _whole(value) or value < least:
@@ -344,9 +344,16 @@ class DatasetInfo:
                              "'latentbridge dataset build'")
         self.manifest = read_manifest(path)
         shards = self.manifest["shards"]
-        if sum(s["count"] for s in shards) != len(self.manifest["items"]) or not all(
+        if not shards or sum(s["count"] for s in shards) != len(self.manifest["items"]) or not all(
                 (self.root / s["file"]).is_file() for s in shards):
             raise InputError(f"{self.root}: the dataset is incomplete; rerun the same 'dataset build' to finish it")
+        for shard in shards:
+            with self.open_shard(shard["file"]) as f:
+                owner = (f.metadata() or {}).get("plan_id")
+                rows = {f.get_slice(k).get_shape()[0] for k in f.keys()}
+            if owner != self.manifest["plan_id"] or rows != {shard["count"]}:
+                raise InputError(f"{self.root / shard['file']}: does not match {MANIFEST} (a shard of another "
+                                 "dataset, or damaged); rebuild the dataset into a new folder")
 
     def open_shard(self, file: str):
         """``safe_open`` of one shard, or an :class:`InputError` naming it when it is damaged."""
@@ -375,7 +382,7 @@ class DatasetInfo:
                 key = f"{name}@{size}"
                 if size not in self.manifest["sizes"]:
                     raise InputError(f"{self.root}: no latents at size {size} (sizes: {self.manifest['sizes']}); "
-                                     f"rebuild with --extra-sizes {size}")
+                                     f"rebuild with extra_sizes={size}")
                 return key
         have = ", ".join(f"{n} ({i['space']})" for n, i in self.manifest["encoders"].items())
         raise InputError(f"{self.root}: no encoder for {sp.id} in this dataset (it has {have}); rebuild it with one")
