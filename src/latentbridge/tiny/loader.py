@@ -57,7 +57,7 @@ def locate(name: str, *, models_dir: PathLike | None = None, download: bool | No
 
     ``download`` (default: unless offline mode is on) allows fetching a published combined file from the hub.
     """
-    if name.lower() in video.PUBLISHED:  # one file per video model, named as published (madebyollin/taehv)
+    if video.is_published(name):  # one file per video model, named as published (madebyollin/taehv)
         return [weights.resolve(name, filenames=_files(name.lower()), folder=FOLDER, models_dir=models_dir,
                                 allow_download=False)]
     split = split_name(name)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,36 +29,24 @@ from . import stream, taehv
 from .model import TinyAutoencoder
 
 UPSTREAM = "https://github.com/madebyollin/taehv"
-_TAESDV_SPACE = "sd1"  # madebyollin/taesdv: SD 1.x/2.x latents decoded as video
+# Published names and the spaces they serve are registry data (spaces.py, video TinyModels); only what the
+# registry cannot say is here.
+_UNREGISTERED = ("taeos1_3",)  # published files whose space (Open-Sora 1.3) the registry does not hold
+_KEEP_EVEN = ("taecvx",)  # clips with an even number of latent frames keep every decoded frame
+NAMES = spaces.tiny_names(video=True) + _UNREGISTERED  # the names known at import, for listings
 
 
-@dataclass(frozen=True)
-class Published:
-    """A published video file: the space it serves (None: not in the registry) and its decoding quirk."""
-
-    space: str | None
-    keep_even: bool = False  # taecvx: clips with an even number of latent frames keep every decoded frame
+def is_published(name: str) -> bool:
+    """Whether ``name`` (case ignored) is a published tiny video autoencoder."""
+    found = spaces.tiny_model(name)
+    return bool(found and found[0].video) or name.lower() in _UNREGISTERED
 
 
-PUBLISHED: dict[str, Published] = {
-    "taehv": Published("hunyuanvideo"),
-    "taew2_1": Published("wan21"),
-    "lighttaew2_1": Published("wan21"),
-    "taecvx": Published("cogvideox", keep_even=True),
-    "taeos1_3": Published(None),  # Open-Sora 1.3
-    "taew2_2": Published("wan22"),
-    "taew2_2_super": Published("wan22"),
-    "lighttaew2_2": Published("wan22"),
-    "taehv1_5": Published("hunyuanvideo15"),
-    "taehv1_5_super": Published("hunyuanvideo15"),
-    "taeltx_2": Published("ltxv"),
-    "taeltx2_3": Published("ltxv"),
-    "taeltx2_3_wide": Published("ltxv"),
-    "taesdv": Published(_TAESDV_SPACE),
-}
-NAMES = tuple(PUBLISHED)
-_BY_SHAPE = {(48, 2): "wan22", (32, 2): "hunyuanvideo15", (128, 4): "ltxv"}  # (latent channels, patch)
-_SHARED_KEYS = "taehv (HunyuanVideo), taew2_1 and lighttaew2_1 (Wan 2.1), taecvx (CogVideoX) and taeos1_3 (Open-Sora 1.3)"
+def _served(name: str) -> spaces.LatentSpace | None:
+    found = spaces.tiny_model(name)
+    return found[1] if found else None
+
+
 _VARIANTS = {"base": "taehv", "super": "taehv_super", "wide": "taehv_wide", "taesdv": "taesdv"}
 
 
@@ -242,7 +229,7 @@ def _clip(frames: torch.Tensor, batch: int) -> torch.Tensor:
 def published_name(label: str, path: str | os.PathLike | None = None) -> str | None:
     """The published name a model was asked for (``"taew2_1"``) or a file is named after (``taew2_1.pth``)."""
     for candidate in (label, Path(path).stem if path is not None else None):
-        if candidate is not None and candidate.lower() in PUBLISHED:
+        if candidate is not None and is_published(candidate):
             return candidate.lower()
     return None
 
@@ -283,8 +270,7 @@ def build(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], *, l
         raise WeightsFormatError(f"{label}: a {layout.latent_channels}-channel, x{layout.time_downscale} in time "
                                  f"video autoencoder cannot serve {found.id} ({found.taesd_channels} channels, "
                                  f"x{found.temporal_downscale} in time)")
-    keep_even = PUBLISHED[name].keep_even if name else any(
-        p.keep_even and p.space == (found.id if found else None) for p in PUBLISHED.values())
+    keep_even = name in _KEEP_EVEN if name else found is not None and any(_served(n) is found for n in _KEEP_EVEN)
     model = TinyVideoAutoencoder(layout=layout, encoder=nets.get("encoder"), decoder=nets.get("decoder"),
                                  space=found, name=name, keep_even=keep_even)
     return model.eval().requires_grad_(False)
@@ -292,17 +278,18 @@ def build(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str], *, l
 
 def _space(layout: taehv.VideoLayout, name: str | None, metadata: Mapping[str, str],
            label: str) -> spaces.LatentSpace | None:
-    """The space from the published name, the file's metadata, or the keys where only one space fits them."""
+    """The space from the published name, the file's metadata, or the keys where only one registered space with a
+    tiny video autoencoder has their channels and downscale."""
     if name is not None:
-        return spaces.get(PUBLISHED[name].space) if PUBLISHED[name].space else None
+        return _served(name)
     stated = metadata.get("latentbridge.space") or metadata.get("space")
     if stated:
         return spaces.get(stated)
-    if layout.decoder == "taesdv":
-        return spaces.get(_TAESDV_SPACE)
-    by_shape = _BY_SHAPE.get((layout.latent_channels, layout.patch))
-    if by_shape:
-        return spaces.get(by_shape)
-    raise AmbiguousError(f"{label}: a {layout.latent_channels}-channel TAEHV file's keys are shared by {_SHARED_KEYS}; "
-                         "say which space it serves with space= (e.g. space='wan21') or keep its published name "
-                         "(e.g. taew2_1.pth)")
+    fits = [s for s in spaces.all() if any(m.video for m in s.tiny_models)
+            and (s.taesd_channels, s.taesd_downscale) == (layout.latent_channels, layout.downscale)]
+    if len(fits) == 1:
+        return fits[0]
+    shared = [f"{m.name} ({s.id})" for s in fits for m in s.tiny_models if m.video] + list(_UNREGISTERED)
+    raise AmbiguousError(f"{label}: a {layout.latent_channels}-channel TAEHV file's keys are shared by "
+                         f"{', '.join(shared)}; say which space it serves with space= (e.g. space='wan21') or keep its "
+                         "published name (e.g. taew2_1.pth)")
