@@ -175,3 +175,28 @@ def test_a_signal_during_a_large_write_leaves_no_partial_file(tmp_path, signum):
     assert proc.returncode == 128 + signum, err
     assert len(lines) == 1 and lines[0].startswith("error: interrupted by "), err
     assert snapshot(inputs, out) == before
+
+
+FOLDER_AS_FILE = {
+    "latent": lambda f, z, out: ["info", f],
+    "preview --factors": lambda f, z, out: ["preview", z, "--factors", f, "-o", out / "p.png"],
+    "preview --previewer": lambda f, z, out: ["preview", z, "--method", "neural", "--previewer", f, "-o", out / "p.png"],
+    "upscale --model": lambda f, z, out: ["upscale", z, "--model", f, "--scale", "2", "-o", out / "u.safetensors"],
+    "decode --model": lambda f, z, out: ["decode", z, "--model", f, "-o", out / "d.png"],
+    "encode image": lambda f, z, out: ["encode", f, "--model", "taesd", "-o", out / "e.safetensors"],
+    "encode --model": lambda f, z, out: ["encode", z, "--model", f, "-o", out / "e.safetensors"],
+    "fit-preview --encoder": lambda f, z, out: ["fit-preview", "--encoder", f, "--images", z.parent, "-o",
+                                                out / "f.safetensors"],
+}
+
+
+@pytest.mark.parametrize("flag", sorted(FOLDER_AS_FILE))
+def test_a_folder_given_as_a_file_is_called_a_folder(tmp_path, latent_file, flag):
+    out = tmp_path / "out"
+    out.mkdir()
+    folder = tmp_path / "in" / "model.safetensors"
+    folder.mkdir()
+    Image.fromarray(PHOTO).save(latent_file.parent / "photo.png")
+    before = snapshot(latent_file.parent, out)
+    result = run_cli(*FOLDER_AS_FILE[flag](folder, latent_file, out))
+    assert_refused(result, before, latent_file.parent, out, match=f"{folder} is a folder")

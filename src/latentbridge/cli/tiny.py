@@ -72,6 +72,8 @@ def _load(args: argparse.Namespace, space: spaces.LatentSpace | None):
 
 def cmd_encode(args: argparse.Namespace) -> int:
     io.check_writable(args.output, overwrite=args.overwrite)
+    for p in args.images:  # before a model is loaded or downloaded
+        io.check_readable(p, "a video file" if io.is_video_path(p) else "an image file")
     space = spaces.get(args.space) if args.space else None
     model = _load(args, space)
     if not model.has_encoder:
