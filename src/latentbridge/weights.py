@@ -295,12 +295,11 @@ _models: OrderedDict[tuple, object] = OrderedDict()
 _models_lock = threading.RLock()
 
 
-def cached(path: str | os.PathLike, key: tuple, make: Callable[[], T]) -> T:
-    """``make()``, remembered per (file, its modification time and size, ``key``): a replaced file is read again.
-    At most :data:`CACHE_SIZE` entries, least recently used first out; thread-safe."""
-    path = Path(path)
-    st = path.stat()
-    full = (str(path.resolve()), st.st_mtime_ns, st.st_size, *key)
+def cached(paths: str | os.PathLike | Sequence[str | os.PathLike], key: tuple, make: Callable[[], T]) -> T:
+    """``make()``, remembered per (file or files, their modification times and sizes, ``key``): a replaced file is
+    read again. At most :data:`CACHE_SIZE` entries, least recently used first out; thread-safe."""
+    files = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    full = (*((str(Path(p).resolve()), Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in files), *key)
     with _models_lock:
         if full in _models:
             _models.move_to_end(full)

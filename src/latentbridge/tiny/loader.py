@@ -10,7 +10,6 @@ knows a published combined file.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,9 +24,6 @@ FOLDER = "vae_approx"
 NAMES = spaces.tiny_names(video=False)  # the image models registered at import, for listings
 _SUFFIXES = (".safetensors", ".pth", ".pt")
 _UPSTREAM = "https://github.com/madebyollin/taesd"
-
-_cache: dict[tuple, TinyAutoencoder] = {}
-_lock = threading.Lock()
 
 PathLike = str | os.PathLike
 
@@ -116,21 +112,13 @@ def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.dev
     else:
         label, split, paths = " + ".join(map(str, name_or_path)), None, [Path(p) for p in name_or_path]
     want = spaces.get(space) if space is not None else None
-    files = tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
-    key = (files, split[1] if split else None, str(device), dtype, want.id if want else None)
-    with _lock:
-        model = _cache.get(key)
-        if model is None:
-            model = _build(paths, part=split[1] if split else None, name=split[0] if split else None, label=label,
-                           space=want, device=device, dtype=dtype)
-            _cache[key] = model
-    return model
+    part = split[1] if split else None
+    return weights.cached(paths, ("tiny", part, str(device), dtype, want.id if want else None),
+                          lambda: _build(paths, part=part, name=split[0] if split else None, label=label, space=want,
+                                         device=device, dtype=dtype))
 
 
-def clear_cache() -> None:
-    """Forget every cached model (e.g. after replacing a weight file in place with the same size and time)."""
-    with _lock:
-        _cache.clear()
+clear_cache = weights.clear_cache  # the one model cache (kept under this name for callers of tiny.clear_cache)
 
 
 def _build(paths: Sequence[Path], *, part: str | None, name: str | None, label: str,
