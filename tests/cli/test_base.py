@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from latentbridge import io
+from latentbridge import io, spaces
 from latentbridge.cli import in_flags, main
 
 from ..contract import assert_refused, run_cli, snapshot
@@ -22,6 +22,13 @@ def test_spaces_json_lists_the_whole_registry(capsys):
     data = json.loads(out)
     assert code == 0 and {"sd1", "flux2", "sana"} <= {d["id"] for d in data}
     assert next(d for d in data if d["id"] == "flux2")["packing"] == {"patch": 2, "unpacked_channels": 32}
+
+
+def test_spaces_table_shows_every_space_with_its_temporal_downscale(capsys):
+    code, out, _ = run(capsys, "spaces")
+    rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines()[1:]}
+    assert code == 0 and set(rows) == {s.id for s in spaces.all()}
+    assert rows["wan22"] == ["48", "16", "4"] and rows["ltxv"] == ["128", "32", "8"] and rows["sd1"] == ["4", "8", "1"]
 
 
 def test_info_reports_shape_metadata_and_detection(tmp_path, capsys):

@@ -37,7 +37,7 @@ def cmd_spaces(args: argparse.Namespace) -> int:
     if args.json:
         print_json([dataclasses.asdict(s) for s in spaces.all()])
         return 0
-    print(f"{'id':<16}{'ch':>4}{'/':>4}  {'raw -> model':<44}{'tiny':<9}{'interp':<7}aliases")
+    print(f"{'id':<16}{'ch':>4}{'/':>4}{'/t':>4}  {'raw -> model':<44}{'tiny':<10}{'interp':<7}aliases")
     for s in spaces.all():
         if s.latents_std is not None:
             norm = f"(r - mean_c) * {s.scaling_factor:g} / std_c"
@@ -47,8 +47,9 @@ def cmd_spaces(args: argparse.Namespace) -> int:
             norm = f"(r - {s.shift_factor:g}) * {s.scaling_factor:g}"
         else:
             norm = f"r * {s.scaling_factor:.6g}"
-        print(f"{s.id:<16}{s.channels:>4}{s.downscale:>4}  {norm:<44}{s.tiny or '-':<9}{s.interposer_code or '-':<7}"
-              f"{', '.join(s.aliases[:4])}")
+        tiny = s.tiny_models[0].name if s.tiny_models else "-"
+        print(f"{s.id:<16}{s.channels:>4}{s.downscale:>4}{s.temporal_downscale:>4}  {norm:<44}{tiny:<10}"
+              f"{s.interposer_code or '-':<7}{', '.join(s.aliases[:4])}")
     return 0
 
 

@@ -21,7 +21,9 @@ import torch
 from ... import mixing, spaces, upscale
 from ...errors import InputError
 
-FAMILIES = ("sd1", "sdxl", "sd3", "flux1")
+# The families this adapter drives (registry space ids) and the pipeline component that holds each one's network.
+_NETWORK = {"sd1": "unet", "sdxl": "unet", "sd3": "transformer", "flux1": "transformer"}
+FAMILIES = tuple(_NETWORK)
 
 
 @dataclass
@@ -32,10 +34,6 @@ class MixingUpscaleOutput:
     latents: torch.Tensor  # the mixed, cleaned-up result at the new size
     base_latents: torch.Tensor  # the latent before upscaling (generated or given)
     settings: mixing.Preset  # the settings the run used
-
-
-# The families whose networks this adapter calls, and which component holds the network (registry space ids).
-_NETWORK = {"sd1": "unet", "sdxl": "unet", "sd3": "transformer", "flux1": "transformer"}
 
 
 def family(pipe: Any) -> str:
