@@ -87,7 +87,7 @@ def test_trainer_resume_continues_as_if_never_stopped(toy_dataset, tmp_path, mon
 
 def test_trainer_refuses_to_overwrite_a_run_without_resume(toy_dataset, tmp_path):
     run(config(tmp_path, steps=2), toy_dataset, tmp_path / "run")
-    with pytest.raises(InputError, match="--resume"):
+    with pytest.raises(InputError, match="pass resume=True to continue it"):
         run(config(tmp_path, steps=2), toy_dataset, tmp_path / "run")
 
 

@@ -24,6 +24,7 @@ COMMAND_FLAGS = {
     "convert": {"src": "--from", "dst": "--to"},
     "preview": {"duration_ms": "--duration"},
     "upscale": {"size": "--width/--height"},
+    "train": {"extra_sizes": "dataset build --extra-sizes"},
 }
 _PARAMETER = re.compile(r"(?<![\w.-])(?P<name>[a-z][a-z0-9_]*)=(?:(?P<value>'[^']*'|\"[^\"]*\"|\([^()]*\)"
                         r"|-?\w+(?:[.+-]\w+)*)|(?=[\s),.;:]|$))")

@@ -56,7 +56,7 @@ def _check_writable(path: Path, overwrite: bool) -> None:
         raise InputError(f"{path} is a folder: give a file name to write")
     if path.is_symlink() and not path.exists() and not overwrite:
         raise InputError(f"{path} is a link to {os.readlink(path)}, which does not exist: remove the link or choose "
-                         "another name (--overwrite; overwrite=True in Python replaces the link)")
+                         "another name (overwrite=True replaces the link)")
     parent = path.parent
     if not parent.is_dir():
         if parent.exists():

@@ -229,7 +229,7 @@ class Trainer:
                 self.accelerator.scaler.load_state_dict(state["scaler"])
         except (KeyError, RuntimeError, ValueError, TypeError):
             raise InputError(f"{path}: the checkpoint's networks or optimiser state do not fit this run's "
-                             f"{self.config.recipe} recipe; start a new run with another --out") from None
+                             f"{self.config.recipe} recipe; start a new run in another out= folder") from None
         return state["step"], float(state["elapsed"]), list(state["window"])
 
     def _finish(self, metrics: dict[str, float], elapsed: float, steps: int) -> dict[str, float]:
@@ -255,15 +255,15 @@ def _check_out(out: Path, resume: bool) -> None:
     """Refuse, before anything is written, a run folder that would lose files or has nothing to resume."""
     ckpt = out / CHECKPOINT
     if out.is_symlink() and not out.exists():
-        raise InputError(f"{out}: a link to {out.readlink()}, which does not exist; choose another --out")
+        raise InputError(f"{out}: a link to {out.readlink()}, which does not exist; choose another out=")
     if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: a file, not a run folder; choose another --out")
+        raise InputError(f"{out}: a file, not a run folder; choose another out=")
     if resume and not ckpt.exists():
-        raise InputError(f"{out}: nothing to resume (no {CHECKPOINT}); run without --resume to start")
+        raise InputError(f"{out}: nothing to resume (no {CHECKPOINT}); run without resume=True to start")
     if not resume and ckpt.exists():
-        raise InputError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
+        raise InputError(f"{out} already holds a run: pass resume=True to continue it or choose another out=")
     if not resume and out.is_dir() and any(out.iterdir()):
-        raise InputError(f"{out} is not empty and holds no run to resume: choose a new or empty --out, so that no "
+        raise InputError(f"{out} is not empty and holds no run to resume: choose a new or empty out= folder, so that no "
                          "file in it is replaced")
 
 
@@ -273,7 +273,7 @@ _CHECKPOINT_TYPES = {"step": int, "elapsed": (int, float), "window": list, "nets
 
 def _read_checkpoint(path: Path, device: torch.device) -> dict:
     """A checkpoint this trainer wrote, or an :class:`InputError` that says why not (never torch's own advice)."""
-    fresh = "start a new run with another --out"
+    fresh = "start a new run in another out= folder"
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols before it refuses them
             warnings.simplefilter("ignore")
