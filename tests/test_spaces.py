@@ -306,3 +306,16 @@ def test_check_domain_returns_a_known_domain_and_lists_them_for_others():
     for bad in ("latent", "RAW", None, 3):
         with pytest.raises(InputError, match="unknown domain.*raw, model, taesd"):
             spaces.check_domain(bad)
+
+
+def test_a_registered_video_space_brings_its_tiny_video_autoencoder():
+    from latentbridge.tiny import video
+
+    sp = spaces.register(spaces.LatentSpace(id="throwvideo", title="Throwaway video", channels=24, downscale=16, ndim=5,
+                                            temporal_downscale=4, tiny_models=(spaces.TinyModel("taethrowv", video=True),)))
+    try:
+        assert video.is_published("TAETHROWV") and spaces.tiny_model("taethrowv") == (sp.tiny_models[0], sp)
+        assert sp.tiny is None and spaces.detect(torch.randn(1, 24, 3, 8, 8)).require().space is sp
+    finally:
+        spaces.unregister(sp)
+    assert not video.is_published("taethrowv")
