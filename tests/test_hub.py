@@ -172,15 +172,18 @@ if m.has_encoder:
 torch.save(out, sys.argv[1])
 """
 
-_VARIANTS = {"taef2": ("flux_2", 32)}
-HUB = {name: spaces.tiny_model(name)[0].hub for name in spaces.tiny_names(video=False)}  # the registry's hub files
+PUBLISHED = [n for n in spaces.tiny_names(video=False) if spaces.tiny_model(n)[0].hub]  # every tiny HubFile
 
 
-@pytest.mark.parametrize("name", [n for n, h in HUB.items() if h is not None])
+def hub_file(name: str):
+    return spaces.tiny_model(name)[0].hub
+
+
+@pytest.mark.parametrize("name", PUBLISHED)
 def test_tiny_autoencoders_by_name_download_their_published_combined_file(tmp_path, server, user, name):
-    file = HUB[name]
-    variant, channels = _VARIANTS.get(name, ("standard", 16 if name in ("taesd3", "taef1") else 4))
-    local = diffusers_tiny_file(tmp_path / "published" / file.filename, channels, variant)
+    model, space = spaces.tiny_model(name)
+    file = model.hub
+    local = diffusers_tiny_file(tmp_path / "published" / file.filename, space.taesd_channels, model.variant)
     server.hub.add(file.repo_id, file.path, local)
     done = run_python(TINY, user, tmp_path / "out.pt", name)
     assert done.returncode == 0, done.stderr
@@ -196,7 +199,7 @@ def test_tiny_autoencoders_by_name_download_their_published_combined_file(tmp_pa
 
 
 def test_one_half_by_name_comes_from_the_combined_file_and_the_cache_serves_the_other(tmp_path, server, user):
-    file = HUB["taef1"]
+    file = hub_file("taef1")
     server.hub.add(file.repo_id, file.path, diffusers_tiny_file(tmp_path / "p" / file.filename, 16))
     done = run_python(TINY, user, tmp_path / "out.pt", "taef1_decoder")
     assert done.returncode == 0, done.stderr
@@ -228,7 +231,7 @@ def decode_with(name: str, tmp_path: Path, env: dict[str, str]):
 
 @pytest.mark.parametrize("failure", [{"status": 404}, {"status": 500}, {"drop": True}], ids=["404", "500", "drop"])
 def test_a_failing_server_gives_one_error_naming_the_repo_and_file_and_caches_nothing(tmp_path, server, user, failure):
-    file = HUB["taef1"]
+    file = hub_file("taef1")
     data = diffusers_tiny_file(tmp_path / "p" / file.filename, 16).read_bytes()
     if failure.get("status") != 404:
         server.hub.add(file.repo_id, file.path, data, **failure)
@@ -244,7 +247,7 @@ def test_a_failing_server_gives_one_error_naming_the_repo_and_file_and_caches_no
 
 
 def test_a_server_error_is_asked_again_exactly_the_set_number_of_times(tmp_path, server, user):
-    file = HUB["taef1"]
+    file = hub_file("taef1")
     server.hub.add(file.repo_id, file.path, b"x", status=503)
     user["LATENTBRIDGE_HUB_ATTEMPTS"] = "3"
     done = decode_with("taef1", tmp_path, user)
