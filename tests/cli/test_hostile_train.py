@@ -221,6 +221,12 @@ def _checkpoint_without(key: str):
     return make
 
 
+def _checkpoint_bad_window(ckpt: Path, marker: Path) -> None:
+    state = torch.load(ckpt, weights_only=True)
+    state["window"] = ["loss"]
+    torch.save(state, ckpt)
+
+
 def _checkpoint_other_nets(ckpt: Path, marker: Path) -> None:
     state = torch.load(ckpt, weights_only=True)
     state["nets"] = {"net": {"weight": torch.zeros(3)}}
@@ -243,6 +249,7 @@ def _checkpoint_folder(ckpt: Path, marker: Path) -> None:
     (_checkpoint_without("optimizer"), "incomplete checkpoint ('optimizer'"),
     (_checkpoint_without("config"), "incomplete checkpoint ('config'"),
     (_checkpoint_other_nets, "do not fit this run's toy recipe"),
+    (_checkpoint_bad_window, "damaged checkpoint"),
     (lambda ckpt, marker: (ckpt.parent / "metrics.csv").write_bytes(b"\xff\xfe\x00"), "damaged metrics file"),
 ])
 def test_train_resume_refuses_hostile_truncated_or_incomplete_checkpoints(tmp_path, run_folder, damage, match):

@@ -292,8 +292,9 @@ def _read_checkpoint(path: Path, device: torch.device) -> dict:
     if not isinstance(config.get("recipe"), str) or not all(
             isinstance(config.get(sec), dict) for sec in ("train", "optim", "recipe_options")):
         raise InputError(f"{path}: incomplete checkpoint (its config is missing or damaged); {fresh}")
-    if state["step"] < 0:
-        raise InputError(f"{path}: damaged checkpoint (step {state['step']}); {fresh}")
+    numbers = [state["elapsed"], *state["window"]]
+    if state["step"] < 0 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+        raise InputError(f"{path}: damaged checkpoint (its step, time or loss window); {fresh}")
     return state
 
 
