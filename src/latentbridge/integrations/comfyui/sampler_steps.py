@@ -3,8 +3,8 @@
 
 Iterative mixing changes the latent each step starts from (DemoFusion's blended z_t), once per sigma transition and
 never for the evaluations inside a step (heun's second one, a corrector). ComfyUI's samplers are closed loops, so each
-is driven in the way that keeps the most of it, chosen from how ComfyUI 0.8 writes it (``comfy/k_diffusion/
-sampling.py``, ``comfy/extra_samplers/uni_pc.py``):
+is driven in the way that keeps the most of it, chosen from how ComfyUI 0.8 writes it (the table per sampler is in
+docs/comfyui-samplers.md):
 
 * ``state``: samplers that evaluate the model once per step, on their own state at sigma_i (euler, lms, the
   dpmpp_2m / 3m family with their SDE variants, ipndm, deis, res_multistep, lcm, ddpm, er_sde, ...) run once over the
