@@ -12,7 +12,7 @@ if "folder_paths" in sys.modules:
     _SRC = str(Path(__file__).resolve().parent / "src")
     if _SRC not in sys.path:
         sys.path.insert(0, _SRC)
-    from latentbridge.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, setup
+    from latentbridge.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, WEB_DIRECTORY, setup
 
     setup()  # ComfyUI's model folders for latentbridge, and latentbridge's live previews
-    __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+    __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -3,7 +3,10 @@ batch grids, video strips, throttling and a fall back to ComfyUI's previewer."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +213,37 @@ def test_wrapper_passes_newer_comfyui_arguments_to_comfyuis_get_previewer(lp, mo
     live_preview.install(module)
     module.get_previewer("cpu", fake_comfy.Mystery(), "extra", compile_preview=True)
     assert seen == [(("extra",), {"compile_preview": True})]
+
+
+def test_frontend_setting_switches_the_previews_through_the_route(lp, monkeypatch):
+    aiohttp = types.ModuleType("aiohttp")
+    aiohttp.web = types.SimpleNamespace(json_response=lambda data: data)
+    monkeypatch.setitem(sys.modules, "aiohttp", aiohttp)
+    class Routes:
+        def __init__(self):
+            self.handlers = {}
+
+        def post(self, path):
+            return lambda handler: self.handlers.setdefault(path, handler)
+
+    class Request:
+        def __init__(self, body):
+            self.body = body
+
+        async def json(self):
+            return self.body
+
+    server = type("Server", (), {"routes": Routes()})()
+    assert live_preview.add_route(server) and not live_preview.add_route(server)
+    handler = server.routes.handlers[live_preview.ROUTE]
+    assert asyncio.run(handler(Request({"enabled": False}))) == {"enabled": False}
+    assert isinstance(lp.get_previewer("cpu", fake_comfy.Flux2()), fake_comfy.CorePreviewer)
+    asyncio.run(handler(Request({"enabled": True})))
+    assert isinstance(lp.get_previewer("cpu", fake_comfy.Flux2()), live_preview.LivePreviewer)
+
+
+def test_pack_ships_the_frontend_setting():
+    from latentbridge.integrations.comfyui import WEB_DIRECTORY
+
+    script = (Path(WEB_DIRECTORY) / "latentbridge_live_preview.js").read_text()
+    assert live_preview.ROUTE in script and "registerExtension" in script

@@ -13,20 +13,26 @@ Importing this package changes nothing in ComfyUI; :func:`setup` does. The nodes
 never imports ComfyUI.
 """
 
+from pathlib import Path
+
 from latentbridge.integrations.comfyui import live_preview, models
 from latentbridge.integrations.comfyui.registry import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 
+WEB_DIRECTORY = str(Path(__file__).resolve().parent / "web")  # the frontend's live-preview setting
+
 
 def setup() -> None:
-    """What loading the pack into ComfyUI does: register the model folders and wrap ComfyUI's live previewer.
+    """What loading the pack into ComfyUI does: register the model folders, wrap ComfyUI's live previewer and add the
+    route of its frontend setting.
 
     Idempotent; does nothing outside ComfyUI. ``LATENTBRIDGE_COMFY_PREVIEW=0`` leaves the live previews alone.
     """
     models.register_model_folders()
-    live_preview.install()
+    if live_preview.install():
+        live_preview.add_route()
 
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "setup"]
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY", "setup"]
 
 if __name__ != "latentbridge.integrations.comfyui":  # ComfyUI loaded this folder itself: it is the entry point
     setup()

@@ -19,9 +19,9 @@ item (not only frame 0), the preview may be larger than ``--preview-size``, and 
 throttled to a share of the sampling time. A previewer error never fails a run: the preview falls back to
 ComfyUI's previewer, with one log line.
 
-Settings (read each time a sampler starts; see docs/comfyui_live_previews.md):
-``LATENTBRIDGE_COMFY_PREVIEW=0`` turns the override off (as does the "latentbridge live previews" setting of the
-ComfyUI frontend); ``LATENTBRIDGE_COMFY_PREVIEW_SIZE`` (longest side sent, default ``--preview-size``),
+Settings (read each time a sampler starts): ``LATENTBRIDGE_COMFY_PREVIEW=0`` turns the override off, as does the
+"latentbridge live previews" setting of the ComfyUI frontend (it posts to :data:`ROUTE`);
+``LATENTBRIDGE_COMFY_PREVIEW_SIZE`` (longest side sent, default ``--preview-size``),
 ``LATENTBRIDGE_COMFY_PREVIEW_BATCH`` (items shown, default 16), ``LATENTBRIDGE_COMFY_PREVIEW_FRAMES`` (frames per
 video item, default 8), ``LATENTBRIDGE_COMFY_PREVIEW_BUDGET`` (largest share of wall time spent previewing,
 default 0.1).
@@ -335,6 +335,37 @@ def wrap(core_get_previewer: Callable[..., Any]) -> Callable[..., Any]:
     return get_previewer
 
 
+ROUTE = "/latentbridge/live_preview"  # the frontend setting (web/latentbridge_live_preview.js) posts {"enabled": bool}
+
+
+def add_route(server: Any = None) -> bool:
+    """Let the frontend setting switch the live previews: a POST route on ComfyUI's server (once; True when added)."""
+    try:
+        from aiohttp import web
+    except ImportError:  # not inside ComfyUI's server
+        return False
+    if server is None:
+        try:
+            from server import PromptServer
+        except ImportError:
+            return False
+        server = getattr(PromptServer, "instance", None)
+    if server is None or getattr(server, "_latentbridge_route", False):
+        return False
+
+    async def switch(request: Any) -> Any:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        set_enabled(bool(body.get("enabled", True)) if isinstance(body, dict) else True)
+        return web.json_response({"enabled": enabled()})
+
+    server.routes.post(ROUTE)(switch)
+    server._latentbridge_route = True
+    return True
+
+
 def install(module: ModuleType | None = None) -> bool:
     """Wrap ``latent_preview.get_previewer`` (once; True when this call did it). Does nothing outside ComfyUI or
     when ``LATENTBRIDGE_COMFY_PREVIEW`` is off at load time."""
@@ -360,5 +391,5 @@ def uninstall(module: ModuleType) -> None:
         module.get_previewer = original
 
 
-__all__ = ["LivePreviewer", "Settings", "choose", "enabled", "install", "set_enabled", "space_of_format",
-           "uninstall", "wrap"]
+__all__ = ["LivePreviewer", "Settings", "add_route", "choose", "enabled", "install", "set_enabled",
+           "space_of_format", "uninstall", "wrap"]
