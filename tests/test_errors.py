@@ -9,9 +9,13 @@ import tokenize
 from pathlib import Path
 
 import pytest
+import torch
 
 import latentbridge
+from latentbridge import interposer, mixing, preview, tiny, upscale
 from latentbridge.cli import build_parser, command_options, in_flags
+from latentbridge.errors import InputError
+from latentbridge.tiny import TinyAutoencoder, arch
 
 PACKAGE = Path(latentbridge.__file__).parent
 EDGES = ("cli", "integrations")  # the layers that speak to a user in their own words
@@ -52,3 +56,30 @@ def _options(*argv: str) -> dict:
 ])
 def test_the_cli_names_its_own_flags_for_core_parameters(argv, message, said):
     assert in_flags(message, _options(*argv)) == said
+
+
+def _tiny() -> TinyAutoencoder:
+    return TinyAutoencoder(variant="standard", latent_channels=4, encoder=arch.encoder(4), decoder=arch.decoder(4))
+
+
+MISUSE = {
+    "upscale method=123": (lambda: upscale.upscale(torch.randn(1, 4, 8, 8), "sd1", 2, method=123), "method 123"),
+    "upscale scale='2'": (lambda: upscale.upscale(torch.randn(1, 4, 8, 8), "sd1", "2", method="area"), "scale='2'"),
+    "preview size='12'": (lambda: preview.preview(torch.randn(1, 4, 8, 8), "sd1", size="12"), "size='12'"),
+    "convert below one target pixel": (lambda: interposer.convert(torch.randn(1, 128, 1, 1), "flux2", "sana",
+                                                                  domain="model"), "smaller than one sana latent pixel"),
+    "denoiser of the wrong shape": (lambda: mixing.sample(lambda x, s: x[:, :2], torch.randn(1, 4, 8, 8),
+                                                          torch.linspace(1, 0, 3), prediction="flow", disable=True),
+                                    "the denoiser returned (1, 2, 8, 8) for a latent of shape (1, 4, 8, 8)"),
+    "schedule minimum='a'": (lambda: mixing.schedule("cosine", 3, minimum="a"), "minimum='a' is not a number"),
+    "tiny decode tile=1.5": (lambda: _tiny().decode(torch.randn(1, 4, 4, 4), tile=1.5), "tile=1.5"),
+    "tiny encode fit='foo'": (lambda: _tiny().encode(torch.rand(1, 3, 16, 16), fit="foo"), "unknown fit 'foo'"),
+    "tiny.load dtype='float16'": (lambda: tiny.load("taesd", dtype="float16"), "dtype='float16'"),
+}
+
+
+@pytest.mark.parametrize(("call", "said"), list(MISUSE.values()), ids=list(MISUSE))
+def test_misusing_the_python_api_raises_the_projects_error_not_torchs(call, said):
+    with pytest.raises(InputError) as e:
+        call()
+    assert said in str(e.value)

@@ -77,5 +77,8 @@ def convert(latent: torch.Tensor, src: str | spaces.LatentSpace, dst: str | spac
     if route.steps and a.ndim != 4:
         raise InputError(f"interposers work on 4-D image latents; {a.id} latents are {a.ndim}-D")
     y = run_route(x, route, domain, models_dir=models_dir)
+    if y.numel() == 0:  # a route that shrinks the grid (FLUX.2 /16 -> Sana /32) left less than one latent pixel
+        raise InputError(f"a {'x'.join(map(str, latent.shape[-2:]))} {a.id} latent is smaller than one {b.id} latent "
+                         f"pixel ({b.downscale_in(domain)} image pixels): convert a larger latent")
     y = y.to(latent.device, latent.dtype)
     return y.reshape(*lead, *y.shape[1:])

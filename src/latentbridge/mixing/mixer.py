@@ -18,8 +18,18 @@ Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _k_model(denoiser: Denoise) -> Callable[..., torch.Tensor]:
-    """Adapt ``denoiser(x, sigma)`` (sigma a 0-d tensor) to the k-diffusion call ``model(x, sigma * s_in)``."""
-    return lambda x, sigma, **_: denoiser(x, sigma[0])
+    """Adapt ``denoiser(x, sigma)`` (sigma a 0-d tensor) to the k-diffusion call ``model(x, sigma * s_in)``; what it
+    returns must be a tensor of the latent's shape."""
+
+    def model(x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
+        x0 = denoiser(x, sigma[0])
+        if not isinstance(x0, torch.Tensor) or x0.shape != x.shape:
+            got = tuple(x0.shape) if isinstance(x0, torch.Tensor) else type(x0).__name__
+            raise InputError(f"the denoiser returned {got} for a latent of shape {tuple(x.shape)}: it must return "
+                             "the x0 estimate, a tensor of the latent's shape")
+        return x0
+
+    return model
 
 
 def cleanup_sigmas(sigmas: torch.Tensor, strength: float) -> torch.Tensor:

@@ -70,6 +70,9 @@ def schedule(
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InputError(f"steps must be a positive integer (the sampler's number of steps); got {steps!r}")
     limits.check_steps(steps)
+    for option, value in {"alpha_1": alpha_1, "start": start, "stop": stop, "minimum": minimum, "maximum": maximum}.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"{option}={value!r} is not a number")
     if not (math.isfinite(alpha_1) and alpha_1 > 0):
         raise InputError(f"alpha_1 must be > 0 (DemoFusion uses 3; larger lets go of the noised copy sooner); got {alpha_1}")
     if not (math.isfinite(start) and 0.0 <= start < 1.0):

@@ -176,7 +176,7 @@ def _target(hw: tuple[int, int], size: int | tuple[int, int]) -> tuple[int, int]
         scale = int(size) / max(h, w)
         return max(1, round(h * scale)), max(1, round(w * scale))
     try:
-        target = tuple(int(v) for v in size)
+        target = tuple(int(v) for v in size) if not isinstance(size, str) else ()
     except (TypeError, ValueError, OverflowError):
         target = ()
     if len(target) != 2 or min(target) < 1:

@@ -82,7 +82,7 @@ class TinyAutoencoder(nn.Module):
         if self.decoder is None:
             raise InputError(f"{self._label()} has no decoder: load a file or name that holds one "
                              f"(e.g. '{self._base()}_decoder')")
-        if tile is not None and tile < 1:
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
             raise InputError(f"tile={tile} is not a positive number of latent pixels")
         z = self.to_taesd(latents, domain)
         limits.check_pixels(limits.items(z), z.shape[-2] * self.downscale, z.shape[-1] * self.downscale,
@@ -120,6 +120,8 @@ class TinyAutoencoder(nn.Module):
         return images.to(device=self.device, dtype=self.dtype)
 
     def _fit(self, x: torch.Tensor, fit: str) -> torch.Tensor:
+        if fit not in FITS:
+            raise InputError(f"unknown fit {fit!r}: use one of {', '.join(FITS)}")
         d = self.downscale
         h, w = x.shape[-2:]
         if h % d == 0 and w % d == 0:

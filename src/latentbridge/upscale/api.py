@@ -38,7 +38,7 @@ def upscale(
     neighbouring frames, first and last kept; ``2T - 1`` doubles the frame rate; nearest with method 'nearest').
     """
     _check_result(latent, spaces.get(space), domain, scale, size, frames)
-    if method.lower() in LEARNED:
+    if isinstance(method, str) and method.lower() in LEARNED:
         out = upscale_learned(latent, space, scale, domain=domain, size=size, model=model)
     else:
         out = resample_latent(latent, space, scale, method=plain_method(method), domain=domain, size=size)

@@ -31,7 +31,7 @@ Scale = float | Sequence[float]
 
 def plain_method(name: str) -> str:
     """Canonical name of a plain method, or an :class:`InputError` listing them."""
-    key = ALIASES.get(name.lower(), name.lower())
+    key = ALIASES.get(name.lower(), name.lower()) if isinstance(name, str) else None
     if key not in PLAIN_METHODS:
         raise InputError(f"unknown upscale method {name!r}: use one of {', '.join(PLAIN_METHODS)} or 'nn' (learned)")
     return key
