@@ -132,8 +132,6 @@ class TinyAutoencoder(nn.Module):
             if h < d or w < d:
                 raise InputError(f"a {h}x{w} image is smaller than one latent pixel ({d}x{d}); use fit='pad'")
             return x[..., : h - h % d, : w - w % d]
-        if fit not in FITS:
-            raise InputError(f"unknown fit {fit!r}: use one of {', '.join(FITS)}")
         raise InputError(f"image size {h}x{w} is not a multiple of {d} ({self._label()} works in {d}x{d} cells): "
                          f"resize it, or pass fit='pad' (replicate edges to {h + -h % d}x{w + -w % d}) "
                          f"or fit='crop' ({h - h % d}x{w - w % d})")
