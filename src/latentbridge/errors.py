@@ -13,6 +13,10 @@ class InputError(LatentBridgeError, ValueError):
     """A tensor, file or option the caller passed cannot be used as given."""
 
 
+class TooLargeError(InputError):
+    """An input above a size limit: a picture over Pillow's decompression-bomb limit or the pixel limit."""
+
+
 class UnknownSpaceError(LatentBridgeError, KeyError):
     """A latent-space name that is not in the registry."""
 

@@ -80,9 +80,10 @@ def test_a_decompression_bomb_is_refused_by_fit_preview(tmp_path, model_file):
     assert_refused(result, before, inputs, out, match="decompression bomb")
 
 
-def test_a_decompression_bomb_in_a_dataset_is_skipped_not_decoded(tmp_path, model_file):
+@pytest.mark.parametrize("case", ["decompression bomb", "picture over Pillow's warning limit"])
+def test_a_decompression_bomb_in_a_dataset_is_skipped_not_decoded(tmp_path, model_file, case):
     inputs, out = _folders(tmp_path)
-    IMAGE_FILES["decompression bomb"][0](inputs)
+    IMAGE_FILES[case][0](inputs)
     before = snapshot(inputs, out)
     result = run_cli("dataset", "build", "--images", inputs, "--encoders", model_file, "--size", "32",
                      "-o", out / "ds")

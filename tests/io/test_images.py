@@ -8,7 +8,7 @@ from tests.contract import snapshot
 from tests.io.hostile import IMAGE_FILES, PHOTO, png16
 
 from latentbridge import io
-from latentbridge.errors import InputError
+from latentbridge.errors import InputError, TooLargeError
 
 
 def test_image_round_trip_is_8_bit_exact(tmp_path):
@@ -124,3 +124,23 @@ def test_a_batch_with_one_unwritable_name_writes_none(tmp_path):
     with pytest.raises(InputError, match="is a folder"):
         io.save_images([tmp_path / f"{i}.png" for i in range(3)], torch.rand(3, 3, 8, 8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2.png"]
+
+
+def test_image_size_reads_the_shown_size_from_the_header(tmp_path):
+    image = Image.fromarray(PHOTO)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "r.png", exif=exif)
+    assert io.image_size(tmp_path / "r.png") == (32, 48) == tuple(io.load_image(tmp_path / "r.png").shape[:-3:-1])
+
+
+@pytest.mark.parametrize("case", ["decompression bomb", "picture over Pillow's warning limit"])
+def test_image_size_refuses_a_decompression_bomb_as_too_large(tmp_path, case):
+    with pytest.raises(TooLargeError, match="decompression bomb"):
+        io.image_size(IMAGE_FILES[case][0](tmp_path))
+
+
+def test_open_image_as_rgb_scales_16_bit_grey_instead_of_clipping(tmp_path):
+    levels = np.linspace(0, 65535, 32 * 48).reshape(32, 48).astype(np.uint16)
+    rgb = np.asarray(io.open_image(png16("g.png", levels)(tmp_path), rgb=True))
+    assert rgb.shape == (32, 48, 3) and np.abs(rgb[..., 0].astype(int) - np.round(levels / 257)).max() <= 1

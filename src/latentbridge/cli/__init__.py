@@ -103,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    received: list[int] = []  # signals that arrived while the command ran
     try:
-        with _signals_raise():
+        with _signals_raise(received):
             return int(args.func(args) or 0)
     except BrokenPipeError:  # the reader stopped early (`latentbridge info X | head`): not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -112,17 +113,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.close(devnull)
         return 0
     except (LatentBridgeError, OSError) as e:
+        if received:
+            return _interrupted(received[0])
         if args.debug:
             traceback.print_exc()
         message = in_flags(str(e), command_options(parser, args)) if isinstance(e, LatentBridgeError) else (
             f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
         sys.stderr.write(f"error: {message}\n")
         return 2
-    except (KeyboardInterrupt, Stopped) as e:
-        io.remove_partials()
-        signum = e.signum if isinstance(e, Stopped) else signal.SIGINT
-        sys.stderr.write(f"error: interrupted by {signal.Signals(signum).name}; unfinished files were removed\n")
-        return 128 + signum
+    except (KeyboardInterrupt, Stopped):
+        return _interrupted(received[0] if received else signal.SIGINT)
+    except Exception:
+        if not received:
+            raise
+        return _interrupted(received[0])  # a library turned the signal's exception into its own (numpy does)
+
+
+def _interrupted(signum: int) -> int:
+    io.remove_partials()
+    sys.stderr.write(f"error: interrupted by {signal.Signals(signum).name}; unfinished files were removed\n")
+    return 128 + signum
 
 
 class Stopped(BaseException):
@@ -134,22 +144,26 @@ class Stopped(BaseException):
 
 
 @contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    """While a command runs, SIGTERM and SIGHUP raise :class:`Stopped` (SIGINT already raises KeyboardInterrupt)."""
+def _signals_raise(received: list[int]) -> Iterator[None]:
+    """While a command runs, SIGTERM and SIGHUP raise :class:`Stopped` and SIGINT KeyboardInterrupt (unless it is
+    ignored, as in a background job); each is noted in ``received``, since a library may replace the exception."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: object) -> None:
-        raise Stopped(signum)
+        received.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    caught = [signal.SIGTERM, signal.SIGHUP]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        caught.append(signal.SIGINT)
+    previous = {s: signal.signal(s, stop) for s in caught}
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
 
 if __name__ == "__main__":
     sys.exit(main())

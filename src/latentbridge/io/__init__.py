@@ -3,6 +3,7 @@
 from .atomic import atomic_path, atomic_paths, check_readable, check_writable, remove_partials
 from .images import (
     IMAGE_EXTENSIONS,
+    image_size,
     list_images,
     load_image,
     make_grid,
@@ -28,6 +29,7 @@ __all__ = [
     "atomic_paths",
     "check_readable",
     "check_writable",
+    "image_size",
     "is_video_path",
     "latent_summary",
     "line_plot",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,11 @@ import torch
 from PIL import Image, ImageOps
 
 from .. import limits
-from ..errors import InputError
+from ..errors import InputError, TooLargeError
 from .atomic import atomic_path, atomic_paths, check_readable
 
 _WIDE_GREY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}  # mode -> white
+_ORIENTATION = 0x0112  # the EXIF tag
 _FLOAT_PIXELS = "floating-point pixels (Pillow mode F) have no standard range: save the picture with 8 or 16 bits"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 _PIL_FORMAT = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".gif": "GIF", ".bmp": "BMP"}
@@ -40,26 +42,46 @@ def load_image(path: str | os.PathLike, *, size: int | tuple[int, int] | None = 
 def open_image(path: str | os.PathLike, *, rgb: bool = False) -> Image.Image:
     """Decode an image file, turned as its EXIF orientation says; ``rgb`` gives 8-bit RGB (16-bit grey scaled down).
 
-    Every reader of pictures goes through here, so each gets the same checks: pictures above Pillow's
-    decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) or the pixel limit of :mod:`latentbridge.limits` are
-    refused before they are decoded, and damaged or truncated files raise :class:`InputError` naming the file.
-    Transparency is dropped (the colours under it are kept, as ComfyUI's image loader does).
+    Every reader of pictures goes through here or :func:`image_size`, so each gets the same checks: pictures above
+    Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) or the pixel limit of
+    :mod:`latentbridge.limits` raise :class:`TooLargeError` before they are decoded, and damaged or truncated files
+    raise :class:`InputError` naming the file. Transparency is dropped (the colours under it are kept, as ComfyUI's
+    image loader does).
     """
+    with _checked(path) as im:
+        upright = ImageOps.exif_transpose(im)  # decodes every pixel: a truncated file fails here
+        return _rgb(upright) if rgb else upright
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file as shown (EXIF orientation applied), from its header: the checks of
+    :func:`open_image` without decoding the pixels (so a truncated file passes)."""
+    with _checked(path) as im:
+        turned = im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)
+        return (im.height, im.width) if turned else (im.width, im.height)
+
+
+@contextlib.contextmanager
+def _checked(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """The opened image once its size passed the limits; any failure (opening or in the body) names the file."""
     path = check_readable(path, "an image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
-                limits.check_pixels(1, im.height, im.width, what="the picture", fix="shrink it first")
+                try:
+                    limits.check_pixels(1, im.height, im.width, what="the picture", fix="shrink it first")
+                except InputError as e:
+                    raise TooLargeError(str(e)) from None
                 if im.mode == "F":
                     raise InputError(_FLOAT_PIXELS)
-                upright = ImageOps.exif_transpose(im)  # decodes every pixel: a truncated file fails here
-                return _rgb(upright) if rgb else upright
+                yield im
     except InputError as e:
-        raise InputError(f"{path}: {e}") from None
+        raise type(e)(f"{path}: {e}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(f"{path}: refusing to decode a possible decompression bomb ({str(e).rstrip('.')}); if the "
-                         "picture is genuine, shrink it first (or raise PIL.Image.MAX_IMAGE_PIXELS in Python)") from None
+        raise TooLargeError(f"{path}: refusing to decode a possible decompression bomb ({str(e).rstrip('.')}); if "
+                            "the picture is genuine, shrink it first (or raise PIL.Image.MAX_IMAGE_PIXELS in "
+                            "Python)") from None
     except MemoryError:
         raise
     except Exception as e:  # Pillow's decoders fail on hostile bytes in many ways (OSError, SyntaxError, struct.error)

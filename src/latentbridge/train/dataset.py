@@ -29,8 +29,8 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from .. import __version__, spaces
-from ..errors import InputError
-from ..io import atomic_path
+from ..errors import InputError, TooLargeError
+from ..io import atomic_path, image_size, open_image
 from .encoders import Encoder
 
 MANIFEST = "manifest.json"
@@ -105,7 +105,7 @@ def build_dataset(
     for p in tqdm(sorted(images), desc="checking images", unit="img", leave=False, disable=None):
         try:
             dims = _decoded_size(p, size)
-        except Image.DecompressionBombError:
+        except TooLargeError:
             skipped["too large"].append(str(p))
         except (OSError, SyntaxError, ValueError, EOFError):
             skipped["unreadable"].append(str(p))
@@ -195,9 +195,10 @@ def _check_options(encoders: Sequence[Encoder], size: int, extra_sizes: Sequence
 
 
 def _decoded_size(path: Path, size: int) -> tuple[int, int]:
-    """The image's width and height, once it has decoded to the end: a truncated file fails here, not mid-build."""
+    """The image's width and height as shown, once it has decoded to the end: a truncated file fails here, not
+    mid-build. The checks every reader of pictures gets come first (decompression bombs, the pixel limit)."""
+    dims = image_size(path)
     with Image.open(path) as im:
-        dims = im.size
         im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale; every byte is still read
         im.load()
     return dims
@@ -311,8 +312,7 @@ def _encode_chunk(chunk: list[_Item], kept, encoders: Sequence[Encoder], sizes: 
                   bar: tqdm) -> dict[str, torch.Tensor]:
     pixels: dict[int, list[torch.Tensor]] = {s: [] for s in sizes}
     for it in chunk:
-        with Image.open(kept[it.image][0]) as im:
-            crop = im.convert("RGB").crop(it.box)
+        crop = open_image(kept[it.image][0], rgb=True).crop(it.box)  # upright, 16-bit levels kept
         if it.flip:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         for s in sizes:
