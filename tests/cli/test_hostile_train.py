@@ -386,3 +386,16 @@ def test_refusals_keep_the_contract_in_a_fresh_process(tmp_path, encoder_file):
     assert_refused(build, before, tmp_path, match="not a shard of this dataset")
     train = run_cli_process("train", config, "--data", tmp_path / "out", "--out", tmp_path / "run", env=env)
     assert_refused(train, before, tmp_path, match="recipe.width = 0")
+
+
+def test_resource_limits_hold_for_batches_and_shards(tmp_path, run_folder, encoder_file, monkeypatch):
+    """A training batch and a dataset shard are held in memory whole: both obey LATENTBRIDGE_MAX_PIXELS."""
+    data, _, _ = run_folder
+    config = tmp_path / "big.toml"
+    config.write_text(CONFIG.replace("batch_size = 2", "batch_size = 100000000"))
+    _images(tmp_path / "im")
+    before = snapshot(tmp_path, data)
+    assert_refused(run_cli("train", config, "--data", data, "--out", tmp_path / "run"), before, tmp_path, data,
+                   match="a training batch would stand for 100000000 images of 32x32 pixels")
+    monkeypatch.setenv("LATENTBRIDGE_MAX_PIXELS", "2048")
+    assert_refused(_build(tmp_path, encoder_file), before, tmp_path, data, match="shard")

@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from .. import __version__, spaces
+from .. import __version__, limits, spaces
 from ..errors import InputError, TooLargeError
 from ..io import atomic_path, image_size, open_image
 from .encoders import Encoder
@@ -132,6 +132,8 @@ def build_dataset(
     if old is not None:
         _check_same_encoders(out, old, probes)
     shards = {s["file"]: s for s in old["shards"]} if old else {}
+    limits.check_pixels(min(shard_size, len(kept) * crops), size, size, what="a shard of crops (held in memory "
+                        "while it is encoded)", fix="a smaller shard_size= or size=")
     finished = sum(s["count"] for s in shards.values() if (out / s["file"]).is_file())
     _check_space(out, len(kept) * crops - finished, encoders, all_sizes)
     items = _plan([s for _, s in kept], hashes, size=size, crops=crops, flips=flips, seed=seed)

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .. import io
+from .. import io, limits
 from ..errors import InputError
 from .config import RunConfig
 from .dataset import DatasetInfo, LatentDataset
@@ -76,6 +76,8 @@ class Trainer:
         self.config = config
         self.out = Path(out)
         self.info = DatasetInfo(data)
+        limits.check_pixels(config.train.batch_size, self.info.size, self.info.size, what="a training batch",
+                            fix="a smaller train.batch_size")
         self.accelerator = _accelerator(config.train)
         self.device = self.accelerator.device
         self.main = self.accelerator.is_main_process
