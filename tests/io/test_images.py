@@ -144,3 +144,17 @@ def test_open_image_as_rgb_scales_16_bit_grey_instead_of_clipping(tmp_path):
     levels = np.linspace(0, 65535, 32 * 48).reshape(32, 48).astype(np.uint16)
     rgb = np.asarray(io.open_image(png16("g.png", levels)(tmp_path), rgb=True))
     assert rgb.shape == (32, 48, 3) and np.abs(rgb[..., 0].astype(int) - np.round(levels / 257)).max() <= 1
+
+
+@pytest.mark.parametrize(("write", "words"), [
+    (lambda d: io.save_image(d / "x.png", np.zeros((1, 3, 8, 8))), "got ndarray"),
+    (lambda d: io.save_image(d / "x.png", torch.ones(1, 3, 8, 8, dtype=torch.complex64)), "complex64"),
+    (lambda d: io.save_image(d / "x.webp", torch.rand(1, 3, 8, 17000)), "WEBP cannot hold"),
+    (lambda d: io.save_pil(d / "x.png", "not a picture"), "needs a PIL image"),
+    (lambda d: io.save_images([d / "x.png"], torch.rand(2, 3, 8, 8)), "one name per image"),
+    (lambda d: io.save_images([d / "x.png"] * 2, torch.rand(2, 3, 8, 8)), "named twice"),
+])
+def test_image_writers_refuse_what_they_cannot_write_with_input_error(tmp_path, write, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        write(tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -194,3 +194,17 @@ def test_saving_a_dtype_latents_cannot_have_is_refused(tmp_path):
     with pytest.raises(InputError, match="float8"):
         io.save_latent(tmp_path / "x.safetensors", torch.zeros(1, 4, 8, 8, dtype=torch.float8_e4m3fn))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("tensor", "options", "words"), [
+    (LATENT, {}, "got ndarray"),
+    (torch.tensor(1.0), {}, "single number"),
+    (torch.randn(1, 4, 8, 8), {"metadata": {"a": 1}}, "strings to strings"),
+    (torch.randn(1, 4, 8, 8), {"extras": {"mask": [1, 2]}}, "to tensors"),
+    (torch.randn(1, 4, 8, 8), {"extras": {"latent": torch.zeros(1)}}, "would replace the latent"),
+    (torch.randn(1, 4, 8, 8), {"extras": {"samples": torch.zeros(1)}}, "would replace the latent"),
+])
+def test_save_latent_refuses_arguments_it_cannot_write_faithfully(tmp_path, tensor, options, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        io.save_latent(tmp_path / "x.pt", tensor, **options)
+    assert list(tmp_path.iterdir()) == []

@@ -165,5 +165,6 @@ def _signals_raise(received: list[int]) -> Iterator[None]:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
+
 if __name__ == "__main__":
     sys.exit(main())

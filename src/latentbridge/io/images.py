@@ -110,6 +110,9 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
     """(B, 3, H, W) or (3, H, W) in [0, 1] -> PIL images (clamped, rounded to 8 bits)."""
+    if not isinstance(images, torch.Tensor) or images.is_complex():
+        got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
+        raise InputError(f"images must be a real torch.Tensor (B, 3, H, W) in [0, 1]; got {got}")
     x = images.detach()
     if x.ndim == 3:
         x = x.unsqueeze(0)
@@ -149,9 +152,11 @@ def save_image(path: str | os.PathLike, images: torch.Tensor, *, nrow: int | Non
 def save_pil(path: str | os.PathLike, image: Image.Image, *, overwrite: bool = False, quality: int = 95) -> Path:
     """Write one PIL image atomically; the format follows the extension."""
     path = Path(path)
-    fmt = _format_of(path)
+    _format_of(path)  # an unknown extension is refused before anything is written
+    if not isinstance(image, Image.Image):
+        raise InputError(f"save_pil needs a PIL image; got {type(image).__name__}")
     with atomic_path(path, overwrite=overwrite) as tmp:
-        _write(image, tmp, fmt, quality)
+        _write(image, tmp, path, quality)
     return path
 
 
@@ -161,10 +166,11 @@ def save_images(paths: Sequence[str | os.PathLike], images: torch.Tensor, *, ove
     paths = [Path(p) for p in paths]
     if images.ndim != 4 or len(paths) != images.shape[0]:
         raise InputError(f"{len(paths)} file names for images of shape {tuple(images.shape)}: give one name per image")
-    formats = [_format_of(p) for p in paths]
+    for p in paths:
+        _format_of(p)
     with atomic_paths(paths, overwrite=overwrite) as temps:
-        for image, tmp, fmt in zip(tensor_to_pil(images), temps, formats, strict=True):
-            _write(image, tmp, fmt, quality)
+        for image, tmp, path in zip(tensor_to_pil(images), temps, paths, strict=True):
+            _write(image, tmp, path, quality)
     return paths
 
 
@@ -175,9 +181,15 @@ def _format_of(path: Path) -> str:
     return fmt
 
 
-def _write(image: Image.Image, tmp: Path, fmt: str, quality: int) -> None:
+def _write(image: Image.Image, tmp: Path, path: Path, quality: int) -> None:
+    """``image`` into the temporary file ``tmp`` in the format of ``path``'s extension."""
+    fmt = _format_of(path)
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    image.save(tmp, format=fmt, **options)
+    try:
+        image.save(tmp, format=fmt, **options)
+    except ValueError as e:  # the format's own limits (WebP: 16383 pixels a side)
+        raise InputError(f"{path}: {fmt} cannot hold this {image.width}x{image.height} picture ({e}); write a .png "
+                         "instead") from e
 
 
 def save_animation(path: str | os.PathLike, frames: Sequence[torch.Tensor], *, duration_ms: int = 120,

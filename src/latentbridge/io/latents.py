@@ -24,6 +24,7 @@ COMFY_MARKER = "latent_format_version_0"
 LEGACY_SD1_SCALE = 0.18215  # ComfyUI's files without the marker hold SD1 latents times this
 OUR_KEY = "latent"
 META_PREFIX = "latentbridge."
+_LATENT_KEYS = (OUR_KEY, COMFY_KEY, COMFY_MARKER, "samples")  # names the latent itself has in some format
 MAX_FILE_BYTES = 4 << 30  # a bigger "latent" file is a checkpoint or a data set: refused before its data is read
 DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)  # what every operation on latents takes
 FORMATS = {".safetensors": "safetensors", ".latent": "comfyui", ".npy": "npy", ".pt": "torch", ".pth": "torch"}
@@ -179,9 +180,18 @@ def save_latent(
     fmt = _format_of(path)
     check_writable(path, overwrite=overwrite)
     if not isinstance(tensor, torch.Tensor) or tensor.dtype not in DTYPES:
+        got = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise InputError(f"save_latent needs a torch.Tensor of {', '.join(str(d).removeprefix('torch.') for d in DTYPES)}; "
-                         f"got {getattr(tensor, 'dtype', type(tensor).__name__)}")
+                         f"got {got}")
+    if tensor.ndim == 0:
+        raise InputError("save_latent needs a latent (B, C, H, W), not a single number")
     limits.check_not_empty(tensor)
+    reserved = sorted(set(extras or {}) & set(_LATENT_KEYS))
+    if reserved or not all(isinstance(v, torch.Tensor) for v in (extras or {}).values()):
+        raise InputError(f"extras= must map names other than {', '.join(map(repr, _LATENT_KEYS))} to tensors"
+                         f"{f'; {reserved[0]!r} would replace the latent' if reserved else ''}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
+        raise InputError("metadata= must map strings to strings (safetensors metadata is text)")
     if not bool(torch.isfinite(tensor).all()):
         raise InputError(f"refusing to write {path}: the latent holds NaN or infinite values")
     sp = spaces.get(space) if space is not None else None
