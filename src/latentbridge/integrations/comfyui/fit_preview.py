@@ -18,8 +18,9 @@ import torch
 from latentbridge import preview, spaces
 from latentbridge.errors import InputError
 from latentbridge.integrations.comfyui import models
-from latentbridge.integrations.comfyui.common import AUTO, CATEGORY, images_in, space_input
+from latentbridge.integrations.comfyui.common import AUTO, CATEGORY, images_in, space_input, vae_spaces
 from latentbridge.integrations.comfyui.live_preview import factors_files
+from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.preview.fit import DEFAULT_RIDGE
 
 FORMS = ("linear", "affine")
@@ -30,13 +31,12 @@ def space_of_vae(vae: Any, choice: str = AUTO) -> spaces.LatentSpace:
     """The space chosen on the node, else the only image space with the VAE's latent channels and downscale."""
     if choice != AUTO:
         return spaces.get(choice)
-    channels, ratio = getattr(vae, "latent_channels", None), getattr(vae, "downscale_ratio", None)
-    found = [s for s in spaces.all() if s.ndim == 4 and s.channels == channels and s.downscale == ratio]
+    found, facts = vae_spaces(vae)
     if len(found) == 1:
         return found[0]
     which = f"these spaces share them: {', '.join(s.id for s in found)}" if found else "no registered space has them"
-    raise InputError(f"the VAE makes {channels}-channel latents at 1/{ratio} of the image size and {which}: choose "
-                     "the space in the node's 'space' input")
+    raise InputError(f"the VAE makes latents of {facts} of the image size and {which}: choose the space in the node's "
+                     "'space' input")
 
 
 def factors_name(space: spaces.LatentSpace, name: str = "") -> str:
@@ -126,6 +126,7 @@ class FitPreviewFactors:
             },
         }
 
+    @node_errors()
     def fit(self, images: torch.Tensor, vae: Any, space: str = AUTO, name: str = "",
             overwrite: bool = True) -> dict[str, Any]:
         path, report = fit(images, vae, space, name, overwrite)
