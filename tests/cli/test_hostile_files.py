@@ -27,6 +27,8 @@ LATENT_COMMANDS = {
     "info": lambda path, out: ["info", path],
     "preview": lambda path, out: ["preview", path, "-o", out / "p.png"],
     "upscale": lambda path, out: ["upscale", path, "--method", "bicubic", "--scale", "2", "-o", out / "u.safetensors"],
+    "convert": lambda path, out: ["convert", path, "--to", "sd1", "-o", out / "c.safetensors"],
+    "decode": lambda path, out: ["decode", path, "--model", "taesd", "-o", out / "d.png"],
 }
 
 
