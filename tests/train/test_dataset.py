@@ -151,3 +151,9 @@ def test_build_dataset_with_no_usable_image_creates_no_folder(tmp_path):
     with pytest.raises(InputError, match="no usable images"):
         build_dataset([tmp_path / "broken.png"], [fake_encoder()], tmp_path / "d", size=32)
     assert not (tmp_path / "d").exists()
+
+
+def test_build_dataset_takes_paths_as_strings(tmp_path):
+    paths = [str(p) for p in make_images(tmp_path / "im", n=2)]
+    manifest = build_dataset(paths, [fake_encoder()], str(tmp_path / "d"), size=32)
+    assert [i["name"] for i in manifest["images"]] == ["img_00.png", "img_01.png"]

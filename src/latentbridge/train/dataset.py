@@ -77,9 +77,9 @@ def _to_tensor(im: Image.Image) -> torch.Tensor:
 
 
 def build_dataset(
-    images: Sequence[Path],
+    images: Sequence[str | Path],
     encoders: Sequence[Encoder],
-    out: Path,
+    out: str | Path,
     *,
     size: int = 256,
     extra_sizes: Sequence[int] = (),
@@ -100,6 +100,7 @@ def build_dataset(
     must be new, empty, or this same dataset (a rerun resumes it): a file the build did not write is never replaced.
     """
     all_sizes = _check_options(encoders, size, extra_sizes, crops, shard_size, batch_size)
+    out, images = Path(out), [Path(p) for p in images]
     old = _existing_dataset(out)
     kept, skipped = [], {"unreadable": [], "too large": [], "too small": []}
     for p in tqdm(sorted(images), desc="checking images", unit="img", leave=False, disable=None):
