@@ -92,6 +92,7 @@ def from_table(cls: type, table: dict, section: str) -> typing.Any:
 
 
 def _numbers(value: typing.Any) -> list:
+    """Every number in a value, lists flattened (TOML booleans are not numbers)."""
     if isinstance(value, (list, tuple)):
         return [n for v in value for n in _numbers(v)]
     return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []

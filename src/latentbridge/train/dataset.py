@@ -169,6 +169,7 @@ def build_dataset(
 
 
 def _whole(value: object) -> bool:
+    """An int that is not a bool (True would pass as 1)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
