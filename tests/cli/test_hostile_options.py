@@ -122,6 +122,8 @@ OPTIONS = {
                            "--scale -2.0 is not a positive number"),
     "decode --tile 0": (["decode", "sd1.safetensors", "--tile", "0", "-o", "d.png"],
                         "--tile 0 is not a positive number of latent pixels"),
+    "encode --tile -2": (["encode", "images/b.png", "--tile", "-2", "-o", "e.safetensors"],
+                         "--tile -2 is not a positive number of latent pixels"),
     "plot-schedule --steps 0": (["plot-schedule", "--steps", "0", "-o", "s.png"], "steps must be a positive integer"),
     "plot-schedule --alpha-1 nan": (["plot-schedule", "--alpha-1", "nan", "-o", "s.png"], "alpha_1 must be > 0"),
     "plot-schedule --start nan": (["plot-schedule", "--start", "nan", "-o", "s.png"], "start is a fraction"),

@@ -5,6 +5,7 @@ from tests.conftest import shared_file
 from latentbridge import tiny
 from latentbridge.errors import InputError
 from latentbridge.tiny import arch, run, tiling
+from latentbridge.tiny import model as tiny_model
 from latentbridge.tiny.model import TinyAutoencoder
 
 
@@ -56,3 +57,31 @@ def test_model_decode_rejects_a_bad_tile():
     m = TinyAutoencoder(variant="standard", latent_channels=4, decoder=arch.decoder(4))
     with pytest.raises(InputError, match="tile"):
         m.decode(torch.randn(1, 4, 2, 2), tile=0)
+
+
+@pytest.mark.parametrize(("variant", "channels", "size", "tile"), [
+    ("standard", 4, (15, 23), 6), ("flux_2", 32, (14, 21), 5), ("f32", 32, (3, 5), 2)])
+def test_encode_tiled_matches_untiled(variant, channels, size, tile):
+    torch.manual_seed(0)
+    enc = arch.encoder(channels, variant).eval().requires_grad_(False)
+    d = 32 if variant == "f32" else 8
+    images = torch.rand(2, 3, size[0] * d, size[1] * d)
+    with torch.no_grad():
+        want = run.forward(enc, images)
+        got = tiling.encode_tiled(enc, images, tile=tile)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_images_above_the_threshold_are_encoded_in_tiles_with_the_same_result(monkeypatch):
+    model = TinyAutoencoder(variant="standard", latent_channels=4, encoder=arch.encoder(4).eval())
+    images = torch.rand(1, 3, 96, 160)
+    whole = model.encode(images)
+    monkeypatch.setattr(tiny_model, "TILE_ABOVE", 64 * 64)
+    monkeypatch.setattr(tiny_model, "TILE_PIXELS", 32)
+    seen, real = [], tiling.encode_tiled
+    monkeypatch.setattr(tiling, "encode_tiled", lambda enc, x, **k: seen.append(k["tile"]) or real(enc, x, **k))
+    torch.testing.assert_close(model.encode(images), whole, atol=1e-5, rtol=0)
+    assert seen == [4]
+    torch.testing.assert_close(model.encode(images, tile=3), whole, atol=1e-5, rtol=0)
+    with pytest.raises(InputError, match="tile=0"):
+        model.encode(images, tile=0)

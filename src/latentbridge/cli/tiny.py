@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fit", choices=("error", "pad", "crop"), default="error", help="images whose size is not a "
                    "multiple of the downscale: refuse, pad the bottom/right edges, or crop them [%(default)s]")
     p.add_argument("--fps", help="frame rate to record for a video (e.g. 24 or 30000/1001) [the file's]")
+    p.add_argument("--tile", type=int, help="encode images in tiles of this many latent pixels (bounded memory, same "
+                   "result) [tiles of 1024 pixels above 4 megapixels]")
     add_output(p, help_text="output latent file (.safetensors, .latent, .npy, .pt)")
     p.set_defaults(func=cmd_encode)
 
@@ -71,6 +73,7 @@ def _load(args: argparse.Namespace, space: spaces.LatentSpace | None):
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    _check_tile(args)
     io.check_writable(args.output, overwrite=args.overwrite)
     for p in args.images:  # before a model is loaded or downloaded
         io.check_readable(p, "a video file" if io.is_video_path(p) else "an image file")
@@ -88,7 +91,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
                          "time or resize them first")
     batch = torch.cat(images)
     start = time.perf_counter()
-    latent = model.encode(batch, domain=args.domain, fit=args.fit)
+    latent = model.encode(batch, domain=args.domain, fit=args.fit, tile=args.tile)
     seconds = time.perf_counter() - start
     sp = model.space
     meta = {"latentbridge.tiny_model": str(args.model or model.name),
@@ -172,6 +175,11 @@ def _need_video_model(model, what: str) -> None:
                          f"pass --model with a TAEHV-family name or file ({', '.join(tiny.VIDEO_NAMES[:6])}, ...)")
 
 
+def _check_tile(args: argparse.Namespace) -> None:
+    if args.tile is not None and args.tile < 1:
+        raise InputError(f"--tile {args.tile} is not a positive number of latent pixels")
+
+
 def output_paths(output: str, count: int, *, grid: bool) -> list[Path]:
     """Where a decoded batch goes: the output itself, or numbered files beside it."""
     out = Path(output)
@@ -181,8 +189,7 @@ def output_paths(output: str, count: int, *, grid: bool) -> list[Path]:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    if args.tile is not None and args.tile < 1:
-        raise InputError(f"--tile {args.tile} is not a positive number of latent pixels")
+    _check_tile(args)
     lf, space, domain = read_latent(args.latent, args, need_space=False)
     latent = lf.tensor
     if space is None and domain != "taesd" and not args.domain:

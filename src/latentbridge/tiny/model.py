@@ -11,6 +11,13 @@ from ..errors import InputError
 from . import arch, run, tiling
 
 FITS = ("error", "pad", "crop")
+TILE_ABOVE = 2048 * 2048  # images with more pixels are encoded in tiles (full-resolution activations are large)
+TILE_PIXELS = 1024  # the side of such a tile in image pixels
+
+
+def _check_tile(tile: object) -> None:
+    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise InputError(f"tile={tile} is not a positive number of latent pixels")
 
 
 class TinyAutoencoder(nn.Module):
@@ -58,17 +65,27 @@ class TinyAutoencoder(nn.Module):
         return (f"name={self.name!r}, variant={self.variant!r}, latent_channels={self.latent_channels}, "
                 f"downscale={self.downscale}, space={self.space.id if self.space else None!r}")
 
-    def encode(self, images: torch.Tensor, *, domain: str = "taesd", fit: str = "error") -> torch.Tensor:
+    def encode(self, images: torch.Tensor, *, domain: str = "taesd", fit: str = "error", tile: int | None = None,
+               progress: bool = False) -> torch.Tensor:
         """Images in [0, 1] (B, 3, H, W) -> latents in ``domain`` (taesd by default).
 
         H and W must be multiples of :attr:`downscale`; ``fit="pad"`` pads the bottom/right edges by replication
-        (decode and crop to get the original size back), ``fit="crop"`` drops the remainder.
+        (decode and crop to get the original size back), ``fit="crop"`` drops the remainder. ``tile`` (latent
+        pixels per tile side) encodes tile by tile with bounded memory, matching the untiled encode up to float
+        rounding (see :mod:`.tiling`); images above :data:`TILE_ABOVE` pixels are tiled unless ``tile`` says so.
         """
         if self.encoder is None:
             raise InputError(f"{self._label()} has no encoder: load a file or name that holds one "
                              f"(e.g. '{self._base()}_encoder')")
+        _check_tile(tile)
         x = self._fit(self._check_images(images), fit)
-        latent = self._run(self.encoder, x)
+        if tile is None and x.shape[-2] * x.shape[-1] > TILE_ABOVE:
+            tile = TILE_PIXELS // self.downscale
+        if tile is not None and not (x.requires_grad and torch.is_grad_enabled()):
+            with torch.no_grad():
+                latent = tiling.encode_tiled(self.encoder, x, tile=tile, progress=progress)
+        else:
+            latent = self._run(self.encoder, x)
         latent = latent.to(device=images.device, dtype=images.dtype)
         return latent if domain == "taesd" else spaces.convert_domain(latent, self._need_space(domain), "taesd", domain)
 
@@ -82,8 +99,7 @@ class TinyAutoencoder(nn.Module):
         if self.decoder is None:
             raise InputError(f"{self._label()} has no decoder: load a file or name that holds one "
                              f"(e.g. '{self._base()}_decoder')")
-        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
-            raise InputError(f"tile={tile} is not a positive number of latent pixels")
+        _check_tile(tile)
         z = self.to_taesd(latents, domain)
         limits.check_pixels(limits.items(z), z.shape[-2] * self.downscale, z.shape[-1] * self.downscale,
                             what="the decoded images", fix="decode a crop of the latent or fewer batch items at a time")

@@ -1,10 +1,14 @@
-"""Tiled decoding with bounded memory that matches an untiled decode.
+"""Tiled decoding and encoding with bounded memory that match an untiled pass.
 
 The decoder is split at its first upsample. The head (soft clamp, first conv, latent-resolution blocks) runs on
 the whole latent: it is cheap at latent resolution, and it is where the flux_2 GroupNorm branches live, so their
 statistics are taken over the whole latent (the 4x-wide branch itself is computed in row chunks, two passes).
 The tail, whose receptive field is bounded, runs tile by tile with a margin that covers that receptive field; the
 margins are cropped away, so tiles need no blending and show no seams.
+
+The encoder is the mirror image: the layers up to its last downsampling conv (full-resolution work, bounded
+receptive field, no GroupNorm) run tile by tile on crops of the image that start on whole latent cells, so every
+stride lines up with the untiled pass; the rest, at latent resolution (the flux_2 GroupNorm blocks), runs whole.
 """
 
 from __future__ import annotations
@@ -112,3 +116,48 @@ def decode_tiled(decoder: nn.Sequential, z: torch.Tensor, *, tile: int = 32, mar
 def run_scale(decoder: nn.Sequential, start: int = 0) -> int:
     """Total upscale of the layers from ``start`` (8 or 32)."""
     return 2 ** sum(isinstance(layer, nn.Upsample) for layer in list(decoder)[start:])
+
+
+def encode_split(encoder: nn.Sequential) -> int:
+    """Index after the encoder's last downsampling conv: the layers from there on run at latent resolution."""
+    return 1 + max(i for i, layer in enumerate(encoder) if isinstance(layer, nn.Conv2d) and layer.stride[0] > 1)
+
+
+def encoder_margin(encoder: nn.Sequential, stop: int) -> int:
+    """Latent pixels of context the layers before ``stop`` need on each side of a tile for exact outputs."""
+    scale, radius = 1, 0
+    for layer in list(encoder)[:stop]:
+        if isinstance(layer, nn.Conv2d):
+            radius += (layer.kernel_size[0] // 2) * scale
+            scale *= layer.stride[0]
+        elif isinstance(layer, arch.Block):
+            radius += sum(c.kernel_size[0] // 2 for c in layer.conv if isinstance(c, nn.Conv2d)) * scale
+    return math.ceil(radius / scale)
+
+
+def encode_tiled(encoder: nn.Sequential, images: torch.Tensor, *, tile: int = 128, margin: int | None = None,
+                 progress: bool = False) -> torch.Tensor:
+    """Images (sides multiples of the downscale) -> taesd-domain latent like ``run.forward(encoder, images)``,
+    holding the full-resolution activations of one tile at a time.
+
+    ``tile`` is the tile side in latent pixels; ``margin`` the context around each tile (default: the receptive
+    field of the full-resolution layers, which makes tiles match an untiled encode up to float rounding).
+    """
+    if tile < 1:
+        raise ValueError("tile must be at least 1 latent pixel")
+    stop = encode_split(encoder)
+    down = math.prod(layer.stride[0] for layer in list(encoder)[:stop] if isinstance(layer, nn.Conv2d))
+    margin = encoder_margin(encoder, stop) if margin is None else margin
+    n, h, w = images.shape[0], images.shape[-2] // down, images.shape[-1] // down
+    feats = None
+    cells = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
+    for y, x in tqdm(cells, desc="tiles", disable=not progress, leave=False):
+        y0, x0 = max(y - margin, 0), max(x - margin, 0)
+        y1, x1 = min(y + tile + margin, h), min(x + tile + margin, w)
+        piece = run.forward(encoder, images[:, :, y0 * down:y1 * down, x0 * down:x1 * down], stop=stop)
+        if feats is None:
+            feats = piece.new_empty(n, piece.shape[1], h, w)
+        th, tw = min(tile, h - y), min(tile, w - x)
+        feats[:, :, y:y + th, x:x + tw] = piece[:, :, y - y0:y - y0 + th, x - x0:x - x0 + tw]
+    assert feats is not None
+    return run.forward(encoder, feats, start=stop)
