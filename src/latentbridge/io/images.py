@@ -17,7 +17,7 @@ from .. import limits
 from ..errors import InputError, TooLargeError
 from .atomic import atomic_path, atomic_paths, check_readable
 
-_WIDE_GREY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}  # mode -> white
+_WIDE_GREY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}  # mode -> white level
 _ORIENTATION = 0x0112  # the EXIF tag
 _FLOAT_PIXELS = "floating-point pixels (Pillow mode F) have no standard range: save the picture with 8 or 16 bits"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
@@ -45,8 +45,7 @@ def open_image(path: str | os.PathLike, *, rgb: bool = False) -> Image.Image:
     Every reader of pictures goes through here or :func:`image_size`, so each gets the same checks: pictures above
     Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) or the pixel limit of
     :mod:`latentbridge.limits` raise :class:`TooLargeError` before they are decoded, and damaged or truncated files
-    raise :class:`InputError` naming the file. Transparency is dropped (the colours under it are kept, as ComfyUI's
-    image loader does).
+    raise :class:`InputError` naming the file. Transparency is dropped (the colours under it are kept).
     """
     with _checked(path) as im:
         upright = ImageOps.exif_transpose(im)  # decodes every pixel: a truncated file fails here
@@ -89,7 +88,8 @@ def _checked(path: str | os.PathLike) -> Iterator[Image.Image]:
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL image -> (1, 3, H, W) float in [0, 1]; 16- and 32-bit integer grey levels keep their precision."""
+    """PIL image -> (1, 3, H, W) float in [0, 1]; 16-bit grey levels (modes I;16 and I, as Pillow reads 16-bit
+    PNGs) keep their precision."""
     if image.mode in _WIDE_GREY:
         grey = np.asarray(image, dtype=np.float32) / _WIDE_GREY[image.mode]
         array = np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2)
