@@ -85,6 +85,14 @@ def _dangling(name: str) -> Callable[[Path], Path]:
     return make
 
 
+def _loop(name: str) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        (folder / name).symlink_to(folder / f"other-{name}")
+        (folder / f"other-{name}").symlink_to(folder / name)
+        return folder / name
+    return make
+
+
 # name -> (make the file in a folder, words the refusal names)
 LATENT_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "structured npy": (_npy(np.zeros((1, 4, 8, 8), dtype=[("a", "<f4"), ("b", "<i4")])), "structured array"),
@@ -116,6 +124,7 @@ LATENT_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "int pt": (_torch("x.pt", {"samples": torch.zeros(1, 4, 8, 8, dtype=torch.int64)}), "int64"),
     "folder named like a latent": (_folder("x.safetensors"), "is a folder"),
     "dangling link": (_dangling("x.npy"), "does not exist"),
+    "loop of links": (_loop("x.safetensors"), "loop of links"),
 }
 
 
@@ -152,6 +161,7 @@ IMAGE_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "floating-point tiff": (_pil("x.tiff", Image.new("F", (8, 8), 0.5)), "floating-point"),
     "folder named like a picture": (_folder("x.png"), "is a folder"),
     "dangling link": (_dangling("x.png"), "does not exist"),
+    "loop of links": (_loop("x.png"), "loop of links"),
 }
 
 

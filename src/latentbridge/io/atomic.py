@@ -29,7 +29,7 @@ def check_readable(path: str | os.PathLike, what: str = "a file") -> Path:
         if path.is_dir():
             raise InputError(f"{path} is a folder, not {what}: name a file inside it")
         if path.is_symlink() and not path.exists():
-            raise InputError(f"{path} is a link to {os.readlink(path)}, which does not exist")
+            raise InputError(f"{path} is a link to {os.readlink(path)}, which {_dangling_why(path)}")
         if not path.exists():
             raise InputError(f"{path}: no such file")
         if not path.is_file():
@@ -39,6 +39,15 @@ def check_readable(path: str | os.PathLike, what: str = "a file") -> Path:
     except OSError as e:  # a name too long, a loop of links, a folder that cannot be searched
         raise InputError(f"cannot read {path}: {e.strerror or e}") from None
     return path
+
+
+def _dangling_why(link: Path) -> str:
+    try:
+        os.stat(link)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "leads back to itself (a loop of links)"
+    return "does not exist"
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
