@@ -155,15 +155,15 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def write_sheet(path: Path, photos: list[torch.Tensor], frames: dict[str, list[torch.Tensor]], tile: int = 160) -> None:
-    """Rows: the bundled photos; columns: the photo averaged over 8x8 cells, ComfyUI's latent2rgb frame,
+def write_sheet(path: Path, photos: list[torch.Tensor], frames: dict[str, list[torch.Tensor]], tile: int = 128) -> None:
+    """Columns: the bundled photos; rows: the photo averaged over 8x8 cells, ComfyUI's latent2rgb frame,
     latentbridge's auto frame (all enlarged to ``tile`` pixels, nearest, as the browser shows them scaled)."""
-    columns = [[F.adaptive_avg_pool2d(p, (p.shape[-2] // 8, p.shape[-1] // 8)) for p in photos],
-               frames["ComfyUI auto"], frames["latentbridge auto"]]
+    rows = [[F.adaptive_avg_pool2d(p, (p.shape[-2] // 8, p.shape[-1] // 8)) for p in photos],
+            frames["ComfyUI auto"], frames["latentbridge auto"]]
     gap = 4
-    sheet = torch.ones(3, len(photos) * (tile + gap) - gap, len(columns) * (tile + gap) - gap)
-    for c, column in enumerate(columns):
-        for r, image in enumerate(column):
+    sheet = torch.ones(3, len(rows) * (tile + gap) - gap, len(photos) * (tile + gap) - gap)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
             big = F.interpolate(image, size=(tile, tile), mode="nearest")[0]
             sheet[:, r * (tile + gap): r * (tile + gap) + tile, c * (tile + gap): c * (tile + gap) + tile] = big
     pixels = sheet.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()

@@ -139,9 +139,11 @@ def test_without_fitted_factors_comfyuis_factors_show_every_item_of_a_batch(lp, 
     assert (image[:, :, 5 + live_preview.GAP:] - core).abs().max() <= 0.5 / 255 + 1e-6
 
 
-def test_taesd_leaves_comfyuis_own_tiny_decoder_alone(lp, monkeypatch):
+def test_taesd_leaves_comfyuis_own_tiny_decoder_alone_where_its_file_is_there(lp, monkeypatch, comfy):
     use(monkeypatch, "taesd")
     monkeypatch.setattr(live_preview, "_has_tiny_decoder", lambda space: False)
+    assert "ComfyUI's factors" in lp.get_previewer("cpu", fake_comfy.SDXL()).label  # ComfyUI would fall back too
+    (vae_approx(comfy) / "taesdxl_decoder.pth").write_bytes(b"")
     assert isinstance(lp.get_previewer("cpu", fake_comfy.SDXL()), fake_comfy.CorePreviewer)
 
 

@@ -10,7 +10,7 @@ for latent formats of a registered space, the preview method picks:
   files in ``models/vae_approx``, written by Fit Preview Factors, or the factors shipped with latentbridge), else
   ComfyUI's own choice (its factors, applied by latentbridge so that every item and frame shows);
 * ``taesd``: the space's tiny decoder from ``models/vae_approx`` (TAEF2 and TAESana included), else ComfyUI's own
-  tiny decoder where the format names one, else as ``latent2rgb``;
+  tiny decoder where the format names one and its file is there, else as ``latent2rgb``;
 * ``latent2rgb``: fitted factors where they exist, else ComfyUI's factors;
 * ``none``: no preview, as always.
 
@@ -163,6 +163,18 @@ def _has_tiny_decoder(space: spaces.LatentSpace) -> bool:
     return True
 
 
+def _core_has_tiny_decoder(latent_format: Any) -> bool:
+    """Whether ComfyUI's own taesd previewer has its file: the format names one and vae_approx holds it."""
+    name = getattr(latent_format, "taesd_decoder_name", None)
+    if not name:
+        return False
+    try:
+        files = models.model_files(models.VAE_APPROX)
+    except (InputError, KeyError):
+        return False
+    return any(f.startswith(name) for f in files)
+
+
 def format_factors(latent_format: Any, space: spaces.LatentSpace) -> preview.Factors | None:
     """ComfyUI's own factors of the latent format (what its latent2rgb previewer applies to x0), where latentbridge
     can apply them the same way: per pixel on the model-domain latent, no reshape."""
@@ -182,7 +194,8 @@ def choose(method: str, latent_format: Any) -> tuple[str, Callable[[torch.Tensor
     model-domain latents to RGB in [0, 1]); None to leave it to ComfyUI.
 
     ``auto``: neural, else fitted factors, else ComfyUI's factors (shown for every item and frame); ``taesd``: the
-    space's tiny decoder, else ComfyUI's own tiny decoder where it names one, else as ``latent2rgb``;
+    space's tiny decoder, else ComfyUI's own tiny decoder where the format names one and its file is there, else as
+    ``latent2rgb``;
     ``latent2rgb``: fitted factors, else ComfyUI's factors (every item and frame).
     """
     space = space_of_format(latent_format)
@@ -194,7 +207,7 @@ def choose(method: str, latent_format: Any) -> tuple[str, Callable[[torch.Tensor
         if _has_tiny_decoder(space):
             return (f"{space.id} by the tiny decoder {space.tiny}",
                     functools.partial(_render, space=space, method="tiny"))
-        if getattr(latent_format, "taesd_decoder_name", None):
+        if _core_has_tiny_decoder(latent_format):
             return None
     fitted = fitted_factors(latent_format, space)
     factors = fitted or format_factors(latent_format, space)
