@@ -54,11 +54,11 @@ def _check_result(latent: torch.Tensor, sp: spaces.LatentSpace, domain: str, sca
         return  # the method's own checks say what is wrong
     limits.check_not_empty(latent)
     h, w = target_size(latent.shape[-2:], scale, size)
-    count = limits.items(latent)
+    count, fix = limits.items(latent), "use a smaller scale= or size="
     if latent.ndim == 5 and isinstance(frames, int) and frames > 0:
-        count = latent.shape[0] * frames
+        count, fix = latent.shape[0] * frames, f"{fix}, or fewer frames="
     d = sp.downscale_in(domain)
-    limits.check_pixels(count, h * d, w * d, what="the upscaled latent", fix="use a smaller scale= or size=")
+    limits.check_pixels(count, h * d, w * d, what="the upscaled latent", fix=fix)
 
 
 def upscale_samples(
