@@ -7,6 +7,7 @@ import torch
 
 from latentbridge import devices, interposer, tiny
 from latentbridge.errors import InputError
+from latentbridge.preview import neural
 from latentbridge.train import load_encoder
 from latentbridge.upscale import learned
 
@@ -46,8 +47,9 @@ def test_a_gpu_index_past_the_last_is_refused():
     lambda d: tiny.load("taef2", device=d),
     lambda d: interposer.convert(torch.randn(1, 128, 2, 2), "flux2", "sana", domain="model", device=d),
     lambda d: learned.load("flux2", device=d),
+    lambda d: neural.load("flux2", device=d),
     lambda d: load_encoder("taef2", device=d),
-], ids=["tiny.load", "interposer.convert", "upscale.learned.load", "train.load_encoder"])
+], ids=["tiny.load", "interposer.convert", "upscale.learned.load", "preview.neural.load", "train.load_encoder"])
 @pytest.mark.parametrize("device", ["foo", *(["cuda"] if not torch.cuda.is_available() else [])])
 def test_every_function_that_takes_a_device_checks_it_first(call, device):
     with pytest.raises(InputError, match=f"device='{device}'"):

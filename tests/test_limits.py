@@ -16,7 +16,7 @@ def test_limits_are_settings_read_when_called(monkeypatch):
     monkeypatch.setenv(limits.ENV_MAX_PIXELS, "1_000")
     monkeypatch.setenv(limits.ENV_MAX_STEPS, "50")
     assert (limits.max_pixels(), limits.max_steps()) == (1000, 50)
-    for bad in ("0", "-3", "lots", "nan"):
+    for bad in ("0", "-3", "lots", "nan", "inf", "Infinity"):
         monkeypatch.setenv(limits.ENV_MAX_PIXELS, bad)
         with pytest.raises(InputError, match="LATENTBRIDGE_MAX_PIXELS"):
             limits.max_pixels()

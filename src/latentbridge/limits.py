@@ -39,8 +39,8 @@ def _setting(name: str, default: int) -> int:
     if not text:
         return default
     try:
-        value = int(float(text)) if text.lower() not in ("nan", "inf", "-inf") else 0
-    except ValueError:
+        value = int(float(text))
+    except (ValueError, OverflowError):  # not a number, NaN or infinite
         value = 0
     if value < 1:
         raise InputError(f"${name}={os.environ[name]!r} is not a whole number >= 1; unset it to use {default}")
