@@ -194,6 +194,8 @@ def test_bad_inputs_get_one_clear_error(published):
         m.decode(torch.randn(1, 16, 2, 2))
     with pytest.raises(InputError, match="16 channels"):
         m.decode(torch.randn(1, 4, 3, 2, 2))
+    with pytest.raises(InputError, match="empty"):
+        m.decode(torch.randn(1, 16, 0, 2, 2))
     with pytest.raises(InputError, match="chunk must be a positive"):
         m.decode(_latent(m), chunk=0)
     with pytest.raises(InputError, match="multiple of 8"):

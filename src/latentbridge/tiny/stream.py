@@ -8,10 +8,15 @@ with memory bounded by the chunk instead of the clip.
 The inference pass is :mod:`.run`'s, adapted to time (same numbers as the plain modules, up to float rounding):
 channels-last activations, ReLU and residual sums fused into the convolutions, and each nearest 2x upsample with
 its 3x3 conv as one phase convolution. A TGrow between the two moves before the upsample (a 1x1 conv commutes
-with nearest upsampling), so it runs at a quarter of the pixels. With gradients wanted the plain modules run.
+with nearest upsampling), so it runs at a quarter of the pixels. A memory block's first conv over ``[x, past]``
+runs as a conv of ``x`` with the weights' first half plus, added in place, a conv of the previous frames (a view
+of ``x`` shifted by one frame) with the second half: ``[x, past]`` is never built. With gradients wanted the
+plain modules run.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +75,8 @@ def forward(seq: nn.Sequential, x: torch.Tensor, batch: int, memory: Memory, *, 
             x = run.block(layer, x)
         elif isinstance(layer, arch.Clamp) and fast:
             x = torch.tanh(x / 3).mul_(3)
+        elif isinstance(layer, nn.ReLU) and fast and i > 0:
+            x = x.relu_()  # an intermediate of this pass, never the caller's tensor
         elif isinstance(layer, nn.PixelShuffle) and fast:
             x = F.pixel_shuffle(x, layer.upscale_factor).contiguous(memory_format=CL)
         else:
@@ -103,25 +110,69 @@ def _memory_block(block: nn.Module, x: torch.Tensor, batch: int, memory: Memory,
         first = before if before is not None else torch.zeros_like(frames[:, 0])
         past = torch.cat([first[:, None], frames[:, :-1]], 1).reshape(bt, c, h, w)
         return block(x, past)
-    # [x, past] on channels, written in place instead of a cat
-    both = torch.empty(bt, 2 * c, h, w, dtype=x.dtype, device=x.device, memory_format=CL)
-    both[:, :c] = x
-    view = both.view(batch, bt // batch, 2 * c, h, w)
-    view[:, 1:, c:] = frames[:, :-1]
-    view[:, 0, c:] = before if before is not None else 0
     seq = block.conv
-    if isinstance(block, MemBlock):
-        y = _conv(seq[0], both, relu=True)
-        y = _conv(seq[2], y, relu=True)
-        return _conv(seq[4], y, relu=True, add=_skip(block, x))
-    if isinstance(block, SuperMemBlock):
+    if isinstance(block, SuperMemBlock):  # its depthwise conv needs [x, past] itself
+        both = torch.empty(bt, 2 * c, h, w, dtype=x.dtype, device=x.device, memory_format=CL)
+        both[:, :c] = x
+        view = both.view(batch, bt // batch, 2 * c, h, w)
+        view[:, 1:, c:] = frames[:, :-1]
+        view[:, 0, c:] = before if before is not None else 0
         y = _conv(seq[0], both)
         y = _conv(seq[1], y, relu=True)
         return _conv(seq[3], y, add=x)
-    y = _conv(seq[0], both, relu=True)  # WideMemBlock
-    y = _conv(seq[2], y, relu=True)
+    y = _conv_with_past(seq[0], x, batch, before)
+    if isinstance(block, MemBlock):
+        y = _conv(seq[2], y, relu=True)
+        return _conv(seq[4], y, relu=True, add=_skip(block, x))
+    y = _conv(seq[2], y, relu=True)  # WideMemBlock
     y = _conv(seq[4], y, relu=True)
     return _conv(seq[6], y, relu=True, add=_skip(block, x))
+
+
+def _conv_with_past(layer: nn.Conv2d, x: torch.Tensor, batch: int, before: torch.Tensor | None) -> torch.Tensor:
+    """``relu(conv([x, past]))`` without building ``[x, past]``: the conv of x with the weights' first half, then
+    the conv of the previous frames with the second half added in place (one clip at a time)."""
+    c, pad = x.shape[1], layer.padding[0]
+    y = run.conv(x, layer.weight[:, :c], layer.bias, padding=pad)
+    w_past = layer.weight[:, c:].contiguous(memory_format=CL)
+    t = x.shape[0] // batch
+    for b in range(batch):
+        first = b * t
+        if t > 1:
+            _add_conv(y[first + 1:first + t], x[first:first + t - 1], w_past, pad)
+        if before is not None:
+            _add_conv(y[first:first + 1], before[b:b + 1].contiguous(memory_format=CL), w_past, pad)
+        else:
+            y[first:first + 1].relu_()
+    return y
+
+
+def _add_conv(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, padding: int) -> None:
+    """``out = relu(out + conv(x))`` in place (one oneDNN call where available)."""
+    if _inplace_fusable(x):
+        torch.ops.mkldnn._convolution_pointwise_.binary(out, x, weight, None, [padding] * 2, [1, 1], [1, 1], 1, "add",
+                                                        1.0, "relu", [], "")
+    else:
+        out.add_(F.conv2d(x, weight, None, 1, padding)).relu_()
+
+
+def _inplace_fusable(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and _inplace_works()
+
+
+@functools.cache
+def _inplace_works() -> bool:
+    """Whether this torch build has oneDNN's in-place conv + add + relu and it agrees with ``F.conv2d``."""
+    try:
+        x = torch.randn(2, 4, 5, 5).contiguous(memory_format=CL)
+        w = torch.randn(3, 4, 3, 3).contiguous(memory_format=CL)
+        out = torch.randn(2, 3, 5, 5).contiguous(memory_format=CL)
+        want = (out + F.conv2d(x, w, None, padding=1)).relu()
+        torch.ops.mkldnn._convolution_pointwise_.binary(out[1:], x[1:], w, None, [1, 1], [1, 1], [1, 1], 1, "add", 1.0,
+                                                        "relu", [], "")
+        return bool(torch.allclose(out[1:], want[1:], atol=1e-4)) and not torch.allclose(out[0], want[0], atol=1e-4)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
 
 
 def _skip(block: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -85,10 +85,6 @@ class TinyVideoAutoencoder(TinyAutoencoder):
         return (f"{super().extra_repr()}, patch={self.layout.patch}, time_downscale={self.time_downscale}, "
                 f"time_upscale={self.time_upscale}")
 
-    def latent_frames(self, frames: int) -> int:
-        """Latent frames that ``frames`` clip frames encode to."""
-        return -(-frames // self.time_downscale)
-
     def decoded_frames(self, latent_frames: int, *, preview: bool = False) -> int:
         """Frames that ``latent_frames`` decode to (one each for a preview)."""
         return latent_frames if preview else latent_frames * self.time_upscale - self._warmup(latent_frames)
@@ -143,6 +139,8 @@ class TinyVideoAutoencoder(TinyAutoencoder):
         if latents.ndim != 5:
             raise InputError(f"{self._label()} takes video latents (B, C, T, H, W); got {tuple(latents.shape)}"
                              + (" (add a time axis with .unsqueeze(2) for one frame)" if latents.ndim == 4 else ""))
+        if 0 in latents.shape:
+            raise InputError(f"the latents {tuple(latents.shape)} are empty: nothing to decode")
         if domain != "taesd":
             latents = self._convert(latents, domain, "taesd")
         if latents.shape[1] != self.latent_channels:
@@ -186,8 +184,8 @@ class TinyVideoAutoencoder(TinyAutoencoder):
         if not isinstance(frames, torch.Tensor) or not frames.is_floating_point():
             raise InputError("frames must be a floating-point torch.Tensor (B, 3, F, H, W) in [0, 1]; convert 8-bit "
                              "frames with .float() / 255")
-        if frames.ndim != 5 or frames.shape[1] != 3 or frames.shape[2] < 1:
-            raise InputError(f"a clip must have shape (B, 3, F, H, W) with F >= 1; got {tuple(frames.shape)}"
+        if frames.ndim != 5 or frames.shape[1] != 3 or 0 in frames.shape:
+            raise InputError(f"a clip must have shape (B, 3, F, H, W), none of them 0; got {tuple(frames.shape)}"
                              + (" (one image: add a time axis with .unsqueeze(2))" if frames.ndim == 4 else ""))
         return frames.to(device=self.device, dtype=self.dtype)
 
