@@ -1,5 +1,8 @@
 """ComfyUI's live previews (what every sampler shows while it runs) made by latentbridge.
 
+ComfyUI's side of the contract (who calls what, with which latent, and what it does with the image) is in
+docs/comfyui_live_previews.md.
+
 Every sampler that goes through ``latent_preview.prepare_callback`` asks ``latent_preview.get_previewer(device,
 latent_format)`` for a previewer once per run, then hands it the denoised estimate ``x0`` (model domain) at each
 step. :func:`install` wraps that function (it never replaces ComfyUI's code: the original is called whenever
