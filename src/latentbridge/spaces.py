@@ -32,6 +32,9 @@ from .hub import HubFile
 
 Domain = Literal["raw", "model", "taesd"]  # where a latent lives: see the module docstring
 DOMAINS: tuple[Domain, ...] = get_args(Domain)
+# The domain preview(), upscale() and interposer.convert() assume when not told: what samplers, diffusion pipelines
+# and their callbacks hand a Python caller. ComfyUI LATENTs and latent files state their own (raw, mostly).
+DEFAULT_DOMAIN: Domain = "model"
 Prediction = Literal["eps", "v", "flow"]  # what the diffusion model predicts; selects the forward (noising) process
 PREDICTIONS: tuple[Prediction, ...] = get_args(Prediction)
 

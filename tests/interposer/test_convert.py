@@ -94,7 +94,7 @@ def test_convert_refuses_nan_input(models):
 
 def test_convert_refuses_channels_that_do_not_fit_the_source(models):
     with pytest.raises(InputError, match="16 channels but a sdxl latent in the raw domain has 4"):
-        convert(torch.randn(1, 16, 8, 8), "sdxl", "sd1", models_dir=models)
+        convert(torch.randn(1, 16, 8, 8), "sdxl", "sd1", domain="raw", models_dir=models)
 
 
 def test_convert_suggests_the_closest_space_name(models):

@@ -59,9 +59,12 @@ def _net(step: ModelEntry, models_dir, like: torch.Tensor) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def convert(latent: torch.Tensor, src: str | spaces.LatentSpace, dst: str | spaces.LatentSpace, *, domain: str = "raw",
-            models_dir: str | os.PathLike | None = None, device: str | torch.device | None = None) -> torch.Tensor:
-    """Convert a latent of space ``src`` into space ``dst``; takes and returns the ``domain`` given (raw, model, taesd).
+def convert(latent: torch.Tensor, src: str | spaces.LatentSpace, dst: str | spaces.LatentSpace, *,
+            domain: spaces.Domain = spaces.DEFAULT_DOMAIN, models_dir: str | os.PathLike | None = None,
+            device: str | torch.device | None = None) -> torch.Tensor:
+    """Convert a latent of space ``src`` into space ``dst``; takes and returns the ``domain`` given (raw, model or
+    taesd; the model domain by default, as :func:`~latentbridge.preview.preview` and
+    :func:`~latentbridge.upscale.upscale`: :data:`latentbridge.spaces.DEFAULT_DOMAIN`).
 
     Each model gets the domain it was trained on (v4.0: raw) whatever the caller holds. Leading dims (batch and
     more) pass through; FLUX.2 may come packed (128 ch) or unpacked (32 ch) in the raw/model domains. The

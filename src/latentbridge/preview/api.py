@@ -23,7 +23,7 @@ def preview(
     space: str | spaces.LatentSpace,
     *,
     method: str = "linear",
-    domain: str = "model",
+    domain: spaces.Domain = spaces.DEFAULT_DOMAIN,
     factors: Factors | str | os.PathLike | None = None,
     previewer: str | os.PathLike | None = None,
     size: int | tuple[int, int] | None = None,

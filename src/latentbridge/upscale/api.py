@@ -23,15 +23,16 @@ def upscale(
     scale: Scale | None = None,
     *,
     method: str = "nn",
-    domain: str = "taesd",
+    domain: spaces.Domain = spaces.DEFAULT_DOMAIN,
     size: Sequence[int] | None = None,
     model: str | os.PathLike | LearnedUpscaler | None = None,
     frames: int | None = None,
 ) -> torch.Tensor:
-    """Resize a latent of ``space`` in ``domain`` (raw, model or taesd) by ``scale`` (or to ``size``, latent pixels
-    in that domain) with ``method``: 'nn' (the learned upscaler; ``model`` picks a file other than the space's own)
-    or a plain one (nearest, bilinear, bicubic, area, antialias). Returns a new tensor in the same domain, on the
-    input's device and dtype.
+    """Resize a latent of ``space`` in ``domain`` (raw, model or taesd; the model domain by default, as everywhere:
+    :data:`latentbridge.spaces.DEFAULT_DOMAIN`) by ``scale`` (or to ``size``, latent pixels in that domain) with
+    ``method``: 'nn' (the learned upscaler; ``model`` picks a file other than the space's own) or a plain one
+    (nearest, bilinear, bicubic, area, antialias). Returns a new tensor in the same domain, on the input's device and
+    dtype.
 
     A video latent (B, C, T, H, W) is resized frame by frame and keeps its T frames; ``frames`` also resamples its
     frame axis to that many latent frames (see :func:`~latentbridge.upscale.plain.resample_frames`: linear between

@@ -213,7 +213,7 @@ def upscale_learned(
     space: str | spaces.LatentSpace,
     scale: Scale | None = None,
     *,
-    domain: str = "taesd",
+    domain: spaces.Domain = spaces.DEFAULT_DOMAIN,
     size: Sequence[int] | None = None,
     model: str | os.PathLike | LearnedUpscaler | None = None,
 ) -> torch.Tensor:

@@ -133,7 +133,7 @@ def resample_latent(
     scale: Scale | None = None,
     *,
     method: str = "bicubic",
-    domain: str = "taesd",
+    domain: spaces.Domain = spaces.DEFAULT_DOMAIN,
     size: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Resample a latent of ``space`` in ``domain`` (raw, model or taesd) by ``scale`` or to ``size`` (latent pixels
