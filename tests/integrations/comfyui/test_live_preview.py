@@ -80,6 +80,13 @@ def test_auto_gives_flux2_the_neural_previewer_and_none_gives_no_preview(lp, mon
     assert lp.get_previewer("cpu", fake_comfy.Flux2()) is None
 
 
+def test_auto_gives_a_sana_format_of_a_newer_host_the_neural_previewer(lp):
+    sana = type("Sana", (), {"latent_channels": 32, "latent_dimensions": 2})()
+    previewer = lp.get_previewer("cpu", sana)
+    assert previewer.label == "sana by the neural previewer"
+    assert previewer.decode_latent_to_preview(torch.randn(1, 32, 3, 4)).size == (4, 3)
+
+
 def test_auto_preview_of_taef2_encoded_photos_scores_28_db_against_the_photo_averaged_over_8x8_cells(lp):
     encoder = tiny.load(shared_file("taef2_encoder.pth"), space="flux2")
     previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
