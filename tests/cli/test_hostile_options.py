@@ -68,6 +68,7 @@ EMPTY_COMMANDS = {
     "upscale": ["upscale", "{}", "--space", "sd1", "--scale", "2", "--method", "bicubic", "-o", "o.safetensors"],
     "decode": ["decode", "{}", "--space", "sd1", "-o", "d.png"],
     "convert": ["convert", "{}", "--from", "flux2", "--domain", "model", "--to", "sana", "-o", "c.safetensors"],
+    "convert --dry-run": ["convert", "{}", "--from", "flux2", "--domain", "model", "--to", "sana", "--dry-run"],
 }
 
 
@@ -109,6 +110,8 @@ OPTIONS = {
     "preview --size 0": (["preview", "sd1.safetensors", "--size", "0", "-o", "p.png"],
                          "--size 0 is not a positive whole number of pixels"),
     "preview --size -5": (["preview", "sd1.safetensors", "--size", "-5", "-o", "p.png"], "--size -5 is not a positive"),
+    "preview --form without --factors": (["preview", "sd1.safetensors", "--form", "affine", "-o", "p.png"],
+                                         "--form affine picks a form of a factors file: give the file with --factors"),
     "upscale --width 0": (["upscale", "sd1.safetensors", "--width", "0", "-o", "o.latent"],
                           "--width 0 is not a positive multiple of sd1's 8-pixel latent cells in the raw domain: use 8"),
     "upscale --width -8": (["upscale", "sd1.safetensors", "--width", "-8", "-o", "o.latent"],

@@ -26,14 +26,20 @@ def add_output(parser: argparse.ArgumentParser, *, required: bool = True, help_t
     parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
 
 
-def read_latent(path: str, args: argparse.Namespace, *, need_space: bool = True,
-                finite: bool = True) -> tuple[io.LatentFile, spaces.LatentSpace | None, str]:
-    """Load a latent and settle its space and domain from --space/--domain, metadata, then detection."""
-    lf = io.load_latent(path, space=getattr(args, "space", None), domain=getattr(args, "domain", None))
+def load_nonempty(path: str, *, space: str | None, domain: str | None) -> io.LatentFile:
+    """:func:`io.load_latent`, refusing an empty tensor (a 0x0 latent, an empty batch) with the file's name."""
+    lf = io.load_latent(path, space=space, domain=domain)
     try:
         limits.check_not_empty(lf.tensor)
     except InputError as e:
         raise InputError(f"{path}: {e}") from None
+    return lf
+
+
+def read_latent(path: str, args: argparse.Namespace, *, need_space: bool = True,
+                finite: bool = True) -> tuple[io.LatentFile, spaces.LatentSpace | None, str]:
+    """Load a latent and settle its space and domain from --space/--domain, metadata, then detection."""
+    lf = load_nonempty(path, space=getattr(args, "space", None), domain=getattr(args, "domain", None))
     if finite and not bool(torch.isfinite(lf.tensor).all()):
         bad = int((~torch.isfinite(lf.tensor)).sum())
         raise InputError(f"{path}: the latent holds {bad} NaN or infinite values; it is corrupt or came from a "

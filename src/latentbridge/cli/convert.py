@@ -10,7 +10,7 @@ import torch
 
 from .. import demo_data, devices, io, spaces
 from ..errors import AmbiguousError, InputError
-from .common import add_output, write_latent
+from .common import add_output, load_nonempty, write_latent
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.output:
         io.check_writable(args.output, overwrite=args.overwrite)
     device = devices.resolve(args.device) if args.device else None
-    lf = io.load_latent(args.latent, space=args.space, domain=args.domain)
+    lf = load_nonempty(args.latent, space=args.space, domain=args.domain)
     src, domain = _source(lf)
     route = plan(src, dst, models_dir=args.models_dir)
     print(f"route: {route.describe()}")

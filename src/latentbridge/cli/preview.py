@@ -73,6 +73,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if args.animate and out.suffix.lower() not in ANIMATIONS:
         raise InputError(f"{out}: --animate writes .webp or .gif; change the extension")
+    if args.form and not args.factors:
+        raise InputError(f"--form {args.form} picks a form of a factors file: give the file with --factors")
     io.check_writable(out, overwrite=args.overwrite)
     method = "linear" if args.factors else "neural" if args.previewer else args.method
     factors = load_factors(args.factors, form=args.form) if args.factors else None
