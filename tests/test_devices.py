@@ -23,6 +23,14 @@ def test_resolve_gives_torch_devices_this_machine_has():
     assert devices.available()[0] == "cpu"
 
 
+def test_a_backend_of_a_host_is_accepted_when_torch_can_place_a_tensor_there(monkeypatch):
+    with pytest.raises(InputError, match="device='ipu' is not a device this machine has: use one of cpu"):
+        devices.resolve("ipu")
+    placed = []
+    monkeypatch.setattr(torch, "empty", lambda *shape, device: placed.append(device))  # as if the backend had one
+    assert devices.resolve("ipu") == torch.device("ipu") == placed[0]
+
+
 @pytest.mark.parametrize("name", ["foo", "", "cuda:x", 3.5])
 def test_an_unknown_device_is_refused_with_the_available_ones(name):
     with pytest.raises(InputError, match=r"device=.* is not a device: use one of cpu.*auto"):

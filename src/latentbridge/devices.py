@@ -30,7 +30,9 @@ def available() -> list[str]:
 
 def resolve(device: str | torch.device | None, *, default: str | torch.device = "cpu") -> torch.device:
     """``device`` as a :class:`torch.device` this machine has; ``None`` means ``default`` and ``"auto"`` the first
-    GPU when there is one, else the CPU. Anything else gets an :class:`InputError` naming what is available."""
+    GPU when there is one, else the CPU. CUDA, MPS and XPU devices are checked against what this machine has, other
+    backends (a host's, such as DirectML) by placing an empty tensor there; a device that fails gets an
+    :class:`InputError` naming what is available."""
     if device is None:
         device = default
     if isinstance(device, str) and device.strip().lower() == AUTO:
@@ -44,10 +46,15 @@ def resolve(device: str | torch.device | None, *, default: str | torch.device = 
     count = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
              "mps": 1 if "mps" in available() else 0,
              "xpu": torch.xpu.device_count() if "xpu:0" in available() else 0}.get(dev.type)
-    if count is None or count == 0:
-        why = "is not a device this machine has" if count is None else (
-            "needs a torch built with CUDA and a GPU; this one has none" if dev.type == "cuda"
-            else "is not available in this torch build")
+    if count is None:  # a backend of a host or plug-in (DirectML's privateuseone, XLA, ...): ask torch itself
+        try:
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError, TypeError, ValueError):
+            raise InputError(f"device={str(device)!r} is not a device this machine has: use {_choices()}") from None
+        return dev
+    if count == 0:
+        why = ("needs a torch built with CUDA and a GPU; this one has none" if dev.type == "cuda"
+               else "is not available in this torch build")
         raise InputError(f"device={str(device)!r} {why}: use {_choices()}")
     if dev.index is not None and dev.index >= count:
         raise InputError(f"device={str(device)!r}: there is no {dev.type} device {dev.index}; use {_choices()}")
