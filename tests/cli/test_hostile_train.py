@@ -16,7 +16,6 @@ from latentbridge.tiny import layouts
 from latentbridge.train import build_dataset
 
 from ..contract import assert_refused, run_cli, run_cli_process, snapshot
-from ..train.toy_recipe import fake_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_tiny_cache")
 
@@ -60,6 +59,10 @@ def _build(tmp_path, encoder_file, *extra, out="out"):
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory) -> tuple[Path, Path, Path]:
     """A toy dataset, its config and a finished two-step run with a checkpoint: (data, config, run)."""
+    # Imported here, not at collection: tests/train registers the toy recipe in its own order, and its resume test
+    # patches the class that registration leaves in place.
+    from ..train.toy_recipe import fake_encoder
+
     root = tmp_path_factory.mktemp("run")
     paths = sorted(_images(root / "im", 4).glob("*.png"))
     build_dataset(paths, [fake_encoder()], root / "data", size=32)
