@@ -319,3 +319,17 @@ def test_a_registered_video_space_brings_its_tiny_video_autoencoder():
     finally:
         spaces.unregister(sp)
     assert not video.is_published("taethrowv")
+
+
+@pytest.mark.parametrize("space", ["sd1", "sdxl", "flux1"])
+def test_image_space_clips_convert_between_domains_frame_by_frame(space):
+    sp = spaces.get(space)
+    clip = torch.randn(1, sp.channels, 3, 4, 4)
+    model = spaces.convert_domain(clip, sp, "raw", "model")
+    frame = spaces.convert_domain(clip[:, :, 1], sp, "raw", "model")
+    torch.testing.assert_close(model[:, :, 1], frame)
+
+
+def test_a_packed_space_takes_pictures_only():
+    with pytest.raises(InputError, match=r"has shape \(B, C, H, W\) with C=128; got \(1, 128, 3, 4, 4\)"):
+        spaces.convert_domain(torch.randn(1, 128, 3, 4, 4), "flux2", "raw", "model")

@@ -1213,6 +1213,12 @@ def list_spaces(pattern: str = "*") -> list[str]:
     return [s.id for s in _REGISTRY if fnmatch.fnmatch(s.id, pattern.lower())]
 
 
+def ranks_of(space: LatentSpace) -> tuple[int, ...]:
+    """The tensor ranks a latent of ``space`` may have: a video space's clips (5-D); an image space's pictures
+    (4-D) and, unless packed, clips of them (5-D: SVD, AnimateDiff and TAESDV work on SD1 frames)."""
+    return (4, 5) if space.ndim == 4 and space.packing is None else (space.ndim,)
+
+
 def validate(latent: torch.Tensor, space: str | LatentSpace, domain: Domain = "raw", *, finite: bool = True) -> None:
     """Raise :class:`InputError` unless ``latent`` has the rank and channels of ``space`` in ``domain``."""
     sp, domain = get(space), check_domain(domain)
@@ -1221,8 +1227,9 @@ def validate(latent: torch.Tensor, space: str | LatentSpace, domain: Domain = "r
     if not latent.is_floating_point():
         raise InputError(f"latents must be floating point, got {latent.dtype}: convert with .float()")
     want = sp.channels_in(domain)
-    layout = "(B, C, T, H, W)" if sp.ndim == 5 else "(B, C, H, W)"
-    if latent.ndim != sp.ndim or latent.shape[1] != want:
+    ranks = ranks_of(sp)
+    layout = " or frames ".join("(B, C, T, H, W)" if r == 5 else "(B, C, H, W)" for r in ranks)
+    if latent.ndim not in ranks or latent.shape[1] != want:
         raise InputError(
             f"a {sp.id} latent in the {domain} domain has shape {layout} with C={want}; got {tuple(latent.shape)}. "
             f"Check space= and domain=, or convert the latent first"
