@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 from ..errors import InputError
 from ..io import IMAGE_EXTENSIONS, list_images
 
@@ -98,8 +96,8 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     for path in manifest["skipped"]["unreadable"]:
         sys.stderr.write(f"warning: {path}: skipped, not a readable image (damaged, truncated or not a picture)\n")
     for path in manifest["skipped"]["too large"]:
-        sys.stderr.write(f"warning: {path}: skipped, above PIL's decompression-bomb limit of "
-                         f"{Image.MAX_IMAGE_PIXELS * 2:,} pixels\n")
+        sys.stderr.write(f"warning: {path}: skipped, too large to decode safely (above PIL's decompression-bomb "
+                         "limit or $LATENTBRIDGE_MAX_PIXELS)\n")
     images = manifest["images"]
     skipped = ", ".join(f"{len(v)} {k}" for k, v in manifest["skipped"].items() if v) or "none"
     encoders = ", ".join(f"{n} ({e['space']}, {e['domain']})" for n, e in manifest["encoders"].items())
