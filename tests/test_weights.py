@@ -185,3 +185,12 @@ def test_a_registered_folder_named_like_its_weight_folder_is_not_searched_twice(
 def test_resolve_calls_a_folder_a_folder(tmp_path):
     with pytest.raises(InputError, match="is a folder"):
         weights.resolve(tmp_path)
+
+
+@pytest.mark.parametrize("make", ["file", "missing"])
+def test_a_models_dir_that_is_no_folder_is_called_so(tmp_path, make):
+    target = tmp_path / "m"
+    if make == "file":
+        target.write_bytes(b"x")
+    with pytest.raises(InputError, match=f"models_dir='{target}' is {'a file' if make == 'file' else 'missing'}"):
+        weights.resolve("w", filenames=["w.safetensors"], models_dir=target)

@@ -62,6 +62,15 @@ def search_dirs(folder: str | None = None) -> list[Path]:
     return out
 
 
+def models_folder(models_dir: str | os.PathLike) -> Path:
+    """``models_dir`` as a folder to search; :class:`InputError` when it names a file or nothing."""
+    path = Path(models_dir)
+    if not path.is_dir():
+        raise InputError(f"models_dir={str(path)!r} is {'a file' if path.exists() else 'missing'}: pass the folder "
+                         "that holds the weight files")
+    return path
+
+
 def offline() -> bool:
     """True when downloads are off (``HF_HUB_OFFLINE`` or ``LATENTBRIDGE_OFFLINE`` set to 1/true/yes)."""
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", ENV_OFFLINE))
@@ -90,7 +99,7 @@ def resolve(
     if len(direct.parts) > 1:
         raise WeightsNotFoundError(f"{direct}: no such weight file")
     names = list(filenames) or [str(name_or_path)]
-    dirs = [Path(models_dir)] if models_dir is not None else search_dirs(folder)
+    dirs = [models_folder(models_dir)] if models_dir is not None else search_dirs(folder)
     for d in dirs:
         for fn in names:
             if (d / fn).is_file():

@@ -137,7 +137,7 @@ def _v4_names() -> dict[str, tuple[str, str]]:
 
 def _folders(models_dir: str | os.PathLike | None) -> list[Path]:
     if models_dir is not None:
-        root = Path(models_dir)
+        root = weights.models_folder(models_dir)
         return [root / FOLDER, root]
     return weights.search_dirs(FOLDER)
 
