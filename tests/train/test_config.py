@@ -49,3 +49,10 @@ def test_config_that_is_not_toml_says_so(tmp_path):
 
 def test_config_cli_overrides_replace_train_values(tmp_path):
     assert load_config(write(tmp_path, 'recipe = "toy"\n'), overrides={"steps": 3}).train.steps == 3
+
+
+@pytest.mark.parametrize(("recipe", "key", "value"), [("interposer", "arch", "v5"), ("interposer", "loss", "huber"),
+                                                       ("upscaler", "resize", "lanczos"), ("previewer", "target", "vae")])
+def test_a_recipe_option_outside_its_choices_is_refused_when_the_config_is_read(tmp_path, recipe, key, value):
+    with pytest.raises(InputError, match=f"recipe.{key} = '{value}': use one of"):
+        load_config(write(tmp_path, f'[recipe]\nname = "{recipe}"\n{key} = "{value}"\n'))

@@ -1,7 +1,8 @@
 """Training configuration: a TOML file validated up front into typed dataclasses with commented defaults.
 
 Every number in a config must be finite and at least 0, except the fields an options class lists in its
-``signed`` class attribute; the fields it lists in ``positive`` must be above 0 (at least 1 for whole numbers).
+``signed`` class attribute; the fields it lists in ``positive`` must be above 0 (at least 1 for whole numbers), and
+those in its ``choices`` (field -> allowed values) one of their values.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def from_table(cls: type, table: dict, section: str) -> typing.Any:
     values = {}
     for key, value in table.items():
         values[key] = _check_type(value, hints[key], f"{section}.{key}")
-        allowed = _CHOICES.get((section, key))
+        allowed = _CHOICES.get((section, key)) or getattr(cls, "choices", {}).get(key)
         if allowed and value not in allowed:
             raise InputError(f"{section}.{key} = {value!r}: use one of {', '.join(allowed)}")
     for key, value in values.items():

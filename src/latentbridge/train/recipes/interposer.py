@@ -40,6 +40,7 @@ from ..recipe import Recipe, register
 class Options:
     # above 0, checked when the config is read
     positive: ClassVar[tuple[str, ...]] = ("width", "hi_width", "image_window", "image_batch")
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"arch": ("bridge", "v4"), "loss": ("l1", "mse")}
 
     src: str = "flux2"  # the forward model's input space (the dataset needs an encoder for each space)
     dst: str = "sana"  # the forward model's output space
@@ -94,10 +95,6 @@ class InterposerRecipe(Recipe):
     def __init__(self, options: Options, info, device):
         super().__init__(options, info, device)
         o = options
-        if o.arch not in ("bridge", "v4"):
-            raise InputError(f"recipe.arch = {o.arch!r}: use bridge or v4")
-        if o.loss not in _LOSSES:
-            raise InputError(f"recipe.loss = {o.loss!r}: use {' or '.join(_LOSSES)}")
         self.src, self.dst = spaces.get(o.src), spaces.get(o.dst)
         if self.src is self.dst:
             raise InputError(f"recipe.src and recipe.dst are both {self.src.id}: an interposer joins two spaces")

@@ -26,6 +26,7 @@ from ..recipe import Recipe, register
 class Options:
     # above 0, checked when the config is read
     positive: ClassVar[tuple[str, ...]] = ("width", "kernel", "scale")
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"target": ("image", "decoder")}
 
     space: str = "flux2"  # latent space to preview (the dataset needs an encoder for it)
     target: str = "image"  # image: the photo averaged per latent cell | decoder: a tiny decoder's output, averaged
@@ -48,8 +49,6 @@ class PreviewerRecipe(Recipe):
 
     def __init__(self, options: Options, info, device):
         super().__init__(options, info, device)
-        if options.target not in ("image", "decoder"):
-            raise InputError(f"recipe.target = {options.target!r}: use image or decoder")
         self.space = spaces.get(options.space)
         self.latent_key = info.key_for(self.space.id)
         self.domain = info.encoder_info(self.latent_key)["domain"]

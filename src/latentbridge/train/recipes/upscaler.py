@@ -46,6 +46,7 @@ SENSITIVITY = "channel_sensitivity"  # cache entry: the decoder's per-channel se
 class Options:
     # above 0, checked when the config is read
     positive: ClassVar[tuple[str, ...]] = ("scale_ranges", "pairs_per_item", "width", "sub", "sub_channels", "head")
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"resize": ("bilinear", "bicubic")}
 
     space: str = "flux2"  # latent space (the dataset needs its tiny encoder, e.g. taef2)
     autoencoder: str = ""  # tiny autoencoder for the round trip and the PSNR (default: the space's, e.g. taef2)
@@ -74,8 +75,6 @@ class UpscalerRecipe(Recipe):
     def __init__(self, options: Options, info, device):
         super().__init__(options, info, device)
         o = options
-        if o.resize not in ("bilinear", "bicubic"):
-            raise InputError(f"recipe.resize = {o.resize!r}: use bilinear or bicubic")
         if o.roundtrip_weight < 0 or o.encode_weight < 0 or o.roundtrip_weight + o.encode_weight == 0:
             raise InputError("recipe.roundtrip_weight and recipe.encode_weight must be >= 0, not both 0")
         if o.channel_weights not in ("decoder", "uniform") or o.channel_floor < 0:
@@ -255,16 +254,18 @@ class UpscalerRecipe(Recipe):
     def _psnr(self, latent: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return metrics.psnr(self.autoencoder.decode(latent), image)
 
+    def _eval_cases(self, batch):
+        """Per evaluation ratio that has data: (ratio, low-resolution taesd latent, target latent size, high size)."""
+        for ratio, pair in self.eval_pairs.items():
+            if pair is not None:
+                lo, hi = pair
+                yield ratio, self._taesd(batch[self.keys_by_size[lo]]), (hi // self.down, hi // self.down), hi
+
     def evaluate(self, nets, batch):
         out: dict[str, float] = {}
         net = nets["upscaler"]
         mse = []
-        for ratio, pair in self.eval_pairs.items():
-            if pair is None:
-                continue
-            lo, hi = pair
-            z = self._taesd(batch[self.keys_by_size[lo]])
-            size = (hi // self.down, hi // self.down)
+        for ratio, z, size, hi in self._eval_cases(batch):
             pred = net(z, size)
             out[f"psnr_{ratio:g}x"] = float(self._psnr(pred, batch[f"image@{hi}"]).mean())
             bicubic = F.interpolate(z, size=size, mode="bicubic", align_corners=False)
@@ -296,12 +297,7 @@ class UpscalerRecipe(Recipe):
         sums: dict[str, float] = {}
         for i in range(0, len(data), 16):
             batch = data.batch(torch.arange(i, min(len(data), i + 16)), self.device)
-            for ratio, pair in self.eval_pairs.items():
-                if pair is None:
-                    continue
-                lo, hi = pair
-                z = self._taesd(batch[self.keys_by_size[lo]])
-                size = (hi // self.down, hi // self.down)
+            for ratio, z, size, hi in self._eval_cases(batch):
                 image = batch[f"image@{hi}"]
                 for name, latent in (("learned", net(z, size)),
                                      ("bicubic", F.interpolate(z, size=size, mode="bicubic", align_corners=False)),
