@@ -47,6 +47,7 @@ import torch
 from latentbridge import preview, spaces, tiny
 from latentbridge.errors import InputError, LatentBridgeError
 from latentbridge.integrations.comfyui import models
+from latentbridge.integrations.comfyui.common import format_space
 
 log = logging.getLogger("latentbridge")
 
@@ -108,18 +109,18 @@ def set_enabled(value: bool | None) -> None:
 
 
 def space_of_format(latent_format: Any) -> spaces.LatentSpace | None:
-    """The registry space of a ComfyUI latent format (by class name, checked against its channels and dimensions),
-    or None when latentbridge does not know it."""
-    name = type(latent_format).__name__
-    found = [s for s in spaces.all() if s.comfy_format == name]
-    if not found:
+    """The registry space of a ComfyUI latent format (by class name, or an alias where a newer host names a format
+    the registry does not list, e.g. ``Sana``), checked against its channels and dimensions; None when latentbridge
+    does not know it."""
+    space = format_space(latent_format)
+    if space is None:
         try:
-            found = [spaces.get(name)]
+            space = spaces.get(type(latent_format).__name__)
         except LatentBridgeError:
             return None
     channels = getattr(latent_format, "latent_channels", None)
     video = getattr(latent_format, "latent_dimensions", 2) == 3
-    return next((s for s in found if channels in (None, s.channels) and (s.ndim == 5) == video), None)
+    return space if channels in (None, space.channels) and (space.ndim == 5) == video else None
 
 
 def factors_files(space: spaces.LatentSpace, format_name: str | None = None) -> list[str]:
