@@ -5,8 +5,9 @@ For each preview method it asks ComfyUI's own ``latent_preview.get_previewer(dev
 for a previewer, hands it TAEF2-encoded photos as the sampler's x0 (FLUX.2 model domain: 128 channels at /16) and
 scores the image ``decode_latent_to_preview_image`` returns against the photo averaged over 8x8 cells (full-size
 previews are averaged to that grid first), beside ComfyUI's own previewer (the function latentbridge wraps). It also
-checks a batch (grid) and a Wan 2.1 video latent (strip of frames), and with ``--sheet`` writes a picture of the
-frames, ComfyUI's beside latentbridge's.
+checks a batch (grid), a Wan 2.1 video latent (strip of frames) and what ``latent_preview.prepare_callback`` (the
+samplers' callback) hands ComfyUI's progress hook, and with ``--sheet`` writes a picture of the frames, ComfyUI's
+beside latentbridge's.
 
 Run it with ComfyUI's Python and tree (the pack needs nothing installed: the clone's ``__init__.py`` puts its ``src``
 on ``sys.path``)::
@@ -27,6 +28,7 @@ import json
 import os
 import statistics
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +92,7 @@ def main() -> int:
         print(f"error: ComfyUI could not load {args.pack} as a custom node", file=sys.stderr)
         return 1
     import comfy.latent_formats
+    import comfy.utils
     import latent_preview
 
     from latentbridge import tiny
@@ -140,9 +143,19 @@ def main() -> int:
     print(f"Wan 2.1 video latent (21 frames): {describe(ours)} -> {tuple(strip.shape[-2:])} strip; ComfyUI's "
           f"{describe(core)} -> {tuple(core_frame.shape[-2:])} (frame 0 only)")
 
+    sent = []  # what a sampler's callback hands ComfyUI's progress hook (the server sends it to the browser)
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, *a, **kw: sent.append(preview))
+    model = types.SimpleNamespace(load_device=device, model=types.SimpleNamespace(latent_format=comfy.latent_formats.Flux2()))
+    callback = latent_preview.prepare_callback(model, 2)
+    for step in range(2):
+        callback(step, latents[0], latents[0], 2)
+    comfy.utils.set_progress_bar_global_hook(None)
+    figures["sampler_callback"] = [None if p is None else [p[0], list(p[1].size), p[2]] for p in sent]
+    print(f"a FLUX.2 sampler's callback (latent_preview.prepare_callback) sent: {figures['sampler_callback']}")
+
     auto = figures["methods"]["latentbridge auto"]
     none = figures["methods"]["latentbridge none"]["previewer"] == "None"
-    ok = auto.get("mean_db", 0) >= TARGET_DB and auto.get("bundled_mean_db", 0) >= TARGET_DB and none
+    ok = auto.get("mean_db", 0) >= TARGET_DB and auto.get("bundled_mean_db", 0) >= TARGET_DB and none and all(sent)
     figures["acceptance"] = {"auto_mean_db": auto.get("mean_db"), "auto_bundled_mean_db": auto.get("bundled_mean_db"),
                              "auto_min_db": auto.get("min_db"), "target_db": TARGET_DB, "none_is_None": none, "ok": ok}
     print(f"acceptance (auto: mean over the photos and over the bundled ones >= {TARGET_DB} dB; none -> None): "
