@@ -63,7 +63,7 @@ def comfy_words(message: str, inputs: Mapping[str, str] | None = None) -> str:
     text = re.sub(rf"(?:,? (?:and|or) )?\b(?:{dropped})={_VALUE}?", "", text)
     for pattern, words in _COMMANDS:
         text = re.sub(rf"'{pattern}[^']*'|{pattern}(?: --?[\w-]+(?: [\w./<>*-]+)?)*", words, text)
-    setting = (rf"(?:--(?P<flag>[a-z][a-z0-9-]*)(?: (?P<fvalue>(?!or\b|and\b|to\b){_VALUE}))?"
+    setting = (rf"(?:(?<![\w/.-])--(?P<flag>[a-z][a-z0-9-]*)(?: (?P<fvalue>(?!or\b|and\b|to\b){_VALUE}))?"
                rf"|(?<![\w.])(?P<name>[a-z_][a-z0-9_]*)=(?P<value>{_VALUE})?)")
     # "pass fit='pad' (...) or fit='crop'": the second value of the same setting needs no second name
     text = re.sub(rf"(\b(?:pass|use|give|set) ([a-z_][a-z0-9_]*)={_VALUE}(?: \([^)]*\))?) or \2=", r"\1 or ", text)
