@@ -192,12 +192,14 @@ def test_large_previews_shrink_to_the_configured_size(lp, monkeypatch):
 
 
 def test_expensive_previews_are_throttled_to_the_budget(lp, monkeypatch):
-    clock = iter([0.0, 1.0, 1.5, 10.0, 11.0])  # start, end of the first preview; a skipped one; start, end
+    # start and end of each preview made, the start of each one skipped
+    clock = iter([0.0, 5.0, 5.0, 6.0, 6.5, 10.0, 11.0])
     monkeypatch.setattr(live_preview.time, "perf_counter", lambda: next(clock))
     monkeypatch.setenv(live_preview.ENV_BUDGET, "0.25")
     previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
     x0 = torch.randn(1, 128, 2, 2)
-    assert previewer.decode_latent_to_preview_image("JPEG", x0) is not None  # took 1 s: next one after 4 s
+    assert previewer.decode_latent_to_preview_image("JPEG", x0) is not None  # 5 s with loading: not a step's cost
+    assert previewer.decode_latent_to_preview_image("JPEG", x0) is not None  # took 1 s: the next one after 4 s
     assert previewer.decode_latent_to_preview_image("JPEG", x0) is None
     assert previewer.decode_latent_to_preview_image("JPEG", x0) is not None
 

@@ -255,6 +255,7 @@ class LivePreviewer:
         self.render, self.label, self.settings = render, label, settings
         self._core_factory, self._core, self.failed = core, None, False
         self._next = 0.0  # perf_counter time before which a new preview is skipped (throttling)
+        self._warm = False  # whether a preview has been made (its weights are loaded)
 
     def tiles(self, x0: torch.Tensor) -> torch.Tensor:
         """The preview of ``x0`` as one (3, H, W) image in [0, 1]: items in a grid, video frames in a row each."""
@@ -297,7 +298,9 @@ class LivePreviewer:
                         "run", self.label, type(e).__name__, e)
             return self.decode_latent_to_preview_image(preview_format, x0)
         cost = time.perf_counter() - start
-        self._next = start + cost / self.settings.budget
+        if self._warm:  # the first preview also loads the previewer's weights: it says nothing of the cost per step
+            self._next = start + cost / self.settings.budget
+        self._warm = True
         return ("JPEG", image, self.settings.max_size)
 
     def core(self) -> Any:
