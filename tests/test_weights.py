@@ -187,10 +187,12 @@ def test_resolve_calls_a_folder_a_folder(tmp_path):
         weights.resolve(tmp_path)
 
 
-@pytest.mark.parametrize("make", ["file", "missing"])
-def test_a_models_dir_that_is_no_folder_is_called_so(tmp_path, make):
-    target = tmp_path / "m"
-    if make == "file":
-        target.write_bytes(b"x")
-    with pytest.raises(InputError, match=f"models_dir='{target}' is {'a file' if make == 'file' else 'missing'}"):
-        weights.resolve("w", filenames=["w.safetensors"], models_dir=target)
+def test_a_models_dir_that_is_a_file_is_called_so(tmp_path):
+    (tmp_path / "m").write_bytes(b"x")
+    with pytest.raises(InputError, match=f"models_dir='{tmp_path / 'm'}' is a file"):
+        weights.resolve("w", filenames=["w.safetensors"], models_dir=tmp_path / "m")
+
+
+def test_a_missing_models_dir_holds_nothing_and_is_named_where_it_looked(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match=f"Looked in: {tmp_path / 'm'}"):
+        weights.resolve("w", filenames=["w.safetensors"], models_dir=tmp_path / "m")

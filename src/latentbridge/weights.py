@@ -63,11 +63,10 @@ def search_dirs(folder: str | None = None) -> list[Path]:
 
 
 def models_folder(models_dir: str | os.PathLike) -> Path:
-    """``models_dir`` as a folder to search; :class:`InputError` when it names a file or nothing."""
+    """``models_dir`` as a folder to search (a missing one holds nothing); :class:`InputError` when it is a file."""
     path = Path(models_dir)
-    if not path.is_dir():
-        raise InputError(f"models_dir={str(path)!r} is {'a file' if path.exists() else 'missing'}: pass the folder "
-                         "that holds the weight files")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"models_dir={str(path)!r} is a file: pass the folder that holds the weight files")
     return path
 
 
