@@ -123,7 +123,7 @@ def main() -> None:
     require(SHARED / "upstream" / "taehv.py", "the reference taehv.py")
     torch.set_num_threads(2)
     folder = Path(tempfile.mkdtemp(prefix="bench-taehv-"))
-    speed_rows, met = speed(folder, 2 if args.quick else 5)
+    speed_rows, met = speed(folder, 2 if args.quick else 4)
     memory_rows, series = memory(folder)
     picture = io.line_plot(series, title="taew2_1 decode: peak memory growth (64x64 px frames)",
                            xlabel="latent frames T", ylabel="MiB")
@@ -133,8 +133,9 @@ def main() -> None:
 
 torch {torch.__version__}, {torch.get_num_threads()} CPU threads, float32, random weights in the published layouts
 (speed does not depend on their values). Load average at the end of the run: {' '.join(load)} on 2 cores:
-other agents shared the machine during this run, so absolute times are inflated; the ratios come from interleaved
-runs in one process.
+other agents shared the machine during this run, so absolute times are inflated and single medians can be off by 2x
+or more (alone on the machine a taeltx_2 preview above took 0.08-0.24 s and its decode 0.48-0.75 s); the ratios
+come from interleaved runs in one process.
 
 ## 1. Decode speed against taehv.py (CPU)
 
@@ -147,8 +148,9 @@ Target: at least {SPEED_TARGET}x faster with outputs within {EXACT_TARGET} (max 
 All targets met: {'yes' if met else 'no'}. Where the speed comes from: each nearest upsample and its 3x3 conv run
 as one 2x2 phase convolution on the low-resolution input, with the TGrow between them moved before the upsample
 (a 1x1 conv commutes with nearest upsampling, so it runs at a quarter of the pixels); channels-last activations;
-ReLU and residual sums fused into the convolutions (oneDNN post-ops); memory blocks write [x, past] into one
-buffer instead of padding, slicing and concatenating (src/latentbridge/tiny/stream.py).
+ReLU and residual sums fused into the convolutions (oneDNN post-ops); a memory block's conv over [x, past] runs
+as a conv of x plus a conv of the previous frames (a shifted view of x) added in place, so [x, past] is never
+padded, sliced and concatenated (src/latentbridge/tiny/stream.py).
 
 ## 2. Peak memory of a streamed decode (taew2_1, 64x64-pixel frames, fresh process each)
 
