@@ -203,6 +203,15 @@ def test_bad_inputs_get_one_clear_error(published):
     assert m.encode(torch.rand(1, 3, 5, 12, 16), fit="pad").shape == (1, 16, 2, 2, 2)
 
 
+def test_a_decode_above_the_pixel_limit_is_refused_before_it_runs(published, monkeypatch):
+    m = tiny.load(published("taew2_1")[0])
+    monkeypatch.setenv("LATENTBRIDGE_MAX_PIXELS", str(5 * 16 * 16))  # 5 frames of 16x16 fit, 9 do not
+    assert m.decode(_latent(m, frames=2)).shape[2] == 5
+    with pytest.raises(InputError, match="the decoded clip would stand for 9 images of 16x16"):
+        m.decode(_latent(m, frames=3))
+    assert m.preview(_latent(m, frames=3)).shape == (1, 3, 3, 2, 2)
+
+
 def test_gradients_flow_through_the_plain_modules_with_the_same_numbers(published):
     m = tiny.load(published("taew2_1")[0])
     z = _latent(m).requires_grad_(True)

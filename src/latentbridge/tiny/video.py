@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import spaces
+from .. import limits, spaces
 from ..errors import AmbiguousError, InputError, WeightsFormatError
 from . import stream, taehv
 from .model import TinyAutoencoder
@@ -167,6 +167,10 @@ class TinyVideoAutoencoder(TinyAutoencoder):
     def _collect(self, latents: torch.Tensor, domain: str, chunk: int | None, preview: bool) -> torch.Tensor:
         whole = max(1, latents.shape[2]) if isinstance(latents, torch.Tensor) and latents.ndim == 5 else 1
         pieces = self.stream(latents, domain=domain, chunk=whole if chunk is None else chunk, preview=preview)
+        scale = self.layout.patch if preview and self.layout.decoder != "super" else self.downscale
+        limits.check_pixels(latents.shape[0] * self.decoded_frames(latents.shape[2], preview=preview),
+                            latents.shape[-2] * scale, latents.shape[-1] * scale, what="the decoded clip",
+                            fix="decode fewer latent frames or a crop of them, or take the frames from stream()")
         first = next(pieces)
         b, c, _, h, w = first.shape
         out = first.new_empty(b, c, self.decoded_frames(latents.shape[2], preview=preview), h, w)
