@@ -14,14 +14,15 @@ from ..errors import InputError, LatentBridgeError
 from ..preview import (
     FORMS,
     Factors,
+    best_form,
     best_method,
     builtin,
-    factors_psnr,
     fit_factors,
     load_factors,
     preview,
     resize,
     save_factors,
+    score_factors,
 )
 from ..preview.fit import check_options
 from .common import add_output, read_latent
@@ -214,16 +215,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
                          "(adjust --eval or add images)")
     patch = args.patch or (sp.packing.patch if sp.packing else 1)
     fitted = fit_factors(train, ridge=args.ridge, space=sp.id, patch=patch)
-    candidates: dict[str, Factors] = {f"fitted {k}": v for k, v in fitted.items()}
+    candidates: dict[str, Factors] = dict(fitted)
     if sp.rgb_factors is not None:
         candidates["built-in"] = builtin(sp)
-    scores = {name: torch.cat([factors_psnr(f, lat, img) for _, lat, img in test]) for name, f in candidates.items()}
+    scores = score_factors(candidates, [(lat, img) for _, lat, img in test])
     print(f"{sp.id}: fitted on {len(train)} images, held out {len(test)}; PSNR (dB) at latent resolution vs the image "
           f"averaged over each latent cell{f'; linear and affine per {patch}x{patch} cell' if patch > 1 else ''}")
     print(f"  {'factors':<18}{'mean':>7}{'min':>7}{'max':>7}")
     for name, s in scores.items():
-        print(f"  {name:<18}{s.mean():7.2f}{s.min():7.2f}{s.max():7.2f}")
-    default = max(fitted, key=lambda k: float(scores[f"fitted {k}"].mean()))
+        label = name if name == "built-in" else f"fitted {name}"
+        print(f"  {label:<18}{s.mean():7.2f}{s.min():7.2f}{s.max():7.2f}")
+    default = best_form(scores, fitted)
     info = {"images_fit": len(train), "images_held_out": len(test), "ridge": args.ridge, "patch": patch,
             "held_out_psnr": {k: round(float(v.mean()), 3) for k, v in scores.items()},
             "encoder": args.encoder or "latent files", "size": args.size}
