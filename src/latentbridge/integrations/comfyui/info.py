@@ -31,8 +31,8 @@ def describe(latent: dict, space: str = AUTO, model: Any = None, vae: Any = None
         lines.append(f"space: {sp.id}, {sp.title}; stands for a {h * sp.downscale}x{w * sp.downscale} px image")
         lines.append(f"how the space was chosen: {how}")
     else:
-        lines.append(f"space: not known ({how}); choose it in the node's 'space' input, or connect the MODEL or VAE "
-                     "the latent is for")
+        lines.append(f"space: {how}; choose it in the node's 'space' input, or connect the MODEL or VAE the latent "
+                     "is for")
     lines.append(_stats_line("raw", summary["stats"]))
     if sp is not None and summary["stats"]:
         model = spaces.convert_domain(tensor.float(), sp, "raw", "model")
