@@ -69,7 +69,8 @@ class TinyAutoencoder(nn.Module):
                progress: bool = False) -> torch.Tensor:
         """Images in [0, 1] (B, 3, H, W) -> latents in ``domain`` (taesd by default).
 
-        H and W must be multiples of :attr:`downscale`; ``fit="pad"`` pads the bottom/right edges by replication
+        H and W must be whole latent cells of ``domain`` (:attr:`downscale` pixels; FLUX.2's packed raw and model
+        domains take 2x2 of them); ``fit="pad"`` pads the bottom/right edges by replication
         (decode and crop to get the original size back), ``fit="crop"`` drops the remainder. ``tile`` (latent
         pixels per tile side) encodes tile by tile with bounded memory, matching the untiled encode up to float
         rounding (see :mod:`.tiling`); images above :data:`TILE_ABOVE` pixels are tiled unless ``tile`` says so.
@@ -78,7 +79,7 @@ class TinyAutoencoder(nn.Module):
             raise InputError(f"{self._label()} has no encoder: load a file or name that holds one "
                              f"(e.g. '{self._base()}_encoder')")
         _check_tile(tile)
-        x = self._fit(self._check_images(images), fit)
+        x = self._fit(self._check_images(images), fit, domain)
         if tile is None and x.shape[-2] * x.shape[-1] > TILE_ABOVE:
             tile = TILE_PIXELS // self.downscale
         if tile is not None and not (x.requires_grad and torch.is_grad_enabled()):
@@ -135,10 +136,11 @@ class TinyAutoencoder(nn.Module):
         limits.check_not_empty(images, "the image batch")
         return images.to(device=self.device, dtype=self.dtype)
 
-    def _fit(self, x: torch.Tensor, fit: str) -> torch.Tensor:
+    def _fit(self, x: torch.Tensor, fit: str, domain: str = "taesd") -> torch.Tensor:
+        """Images cropped or edge-padded to whole latent cells of ``domain`` (``fit="error"``: other sizes refused)."""
         if fit not in FITS:
             raise InputError(f"unknown fit {fit!r}: use one of {', '.join(FITS)}")
-        d = self.downscale
+        d = self._need_space(domain).downscale_in(domain) if domain != "taesd" else self.downscale
         h, w = x.shape[-2:]
         if h % d == 0 and w % d == 0:
             return x

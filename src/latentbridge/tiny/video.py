@@ -98,7 +98,7 @@ class TinyVideoAutoencoder(TinyAutoencoder):
         """
         if self.encoder is None:
             raise InputError(f"{self._label()} has no encoder: load a file that holds one")
-        x = self._fit(self._check_frames(frames), fit)
+        x = self._fit(self._check_frames(frames), fit, domain)
         group = self.time_downscale
         if x.shape[2] % group:
             x = torch.cat([x, x[:, :, -1:].expand(-1, -1, group - x.shape[2] % group, -1, -1)], 2)
@@ -193,10 +193,10 @@ class TinyVideoAutoencoder(TinyAutoencoder):
                              + (" (one image: add a time axis with .unsqueeze(2))" if frames.ndim == 4 else ""))
         return frames.to(device=self.device, dtype=self.dtype)
 
-    def _fit(self, x: torch.Tensor, fit: str) -> torch.Tensor:
+    def _fit(self, x: torch.Tensor, fit: str, domain: str = "taesd") -> torch.Tensor:
         """Images' ``fit`` applied to every frame."""
         b, c, t, h, w = x.shape
-        flat = super()._fit(x.transpose(1, 2).reshape(b * t, c, h, w), fit)
+        flat = super()._fit(x.transpose(1, 2).reshape(b * t, c, h, w), fit, domain)
         return flat.reshape(b, t, c, *flat.shape[-2:]).transpose(1, 2)
 
     def _convert(self, latents: torch.Tensor, src: str, dst: str) -> torch.Tensor:

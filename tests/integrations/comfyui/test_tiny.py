@@ -17,7 +17,6 @@ from latentbridge.integrations.comfyui.tiny import (
     TinyVAEDecode,
     TinyVAEEncode,
     TinyVAELoader,
-    fit_images,
     tiny_choices,
     tiny_files,
 )
@@ -76,13 +75,13 @@ def test_encode_then_decode_keeps_the_batch_and_records_the_space(vae_approx):
     assert torch.equal(pixels, before)
 
 
-def test_fit_crops_pads_or_refuses_to_whole_cells():
-    images = torch.rand(1, 3, 20, 35)
-    assert fit_images(images, 8, "crop").shape[-2:] == (16, 32)
-    padded = fit_images(images, 8, "pad")
-    assert padded.shape[-2:] == (24, 40) and torch.equal(padded[..., 23, 39], images[..., 19, 34])
-    with pytest.raises(InputError, match=r"35x20 is not a multiple of 8 pixels.*crop \(32x16\) or pad \(40x24\)"):
-        fit_images(images, 8, "error")
+def test_encode_crops_pads_or_refuses_images_that_are_no_whole_cells(vae_approx):
+    (model,) = TinyVAELoader().load("taesd")["result"]
+    pixels = torch.rand(1, 20, 35, 3)
+    assert TinyVAEEncode().encode(pixels, model, "crop")[0]["samples"].shape[-2:] == (2, 4)
+    assert TinyVAEEncode().encode(pixels, model, "pad")[0]["samples"].shape[-2:] == (3, 5)
+    with pytest.raises(InputError, match=r"20x35 is not a multiple of 8.*the node's 'fit' input"):
+        TinyVAEEncode().encode(pixels, model, "error")
 
 
 def test_decode_refuses_a_latent_of_another_space_and_unknown_models(vae_approx):

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from latentbridge import spaces, tiny
 from latentbridge.errors import InputError
@@ -96,19 +95,6 @@ def _model(value: Any, half: str) -> tiny.TinyAutoencoder:
     return value
 
 
-def fit_images(images: torch.Tensor, cell: int, fit: str) -> torch.Tensor:
-    """Images cropped or edge-padded to whole latent cells of ``cell`` pixels (``error``: refuse other sizes)."""
-    h, w = images.shape[-2:]
-    if h % cell == 0 and w % cell == 0:
-        return images
-    if fit == "crop" and h >= cell and w >= cell:
-        return images[..., : h - h % cell, : w - w % cell]
-    if fit == "pad":
-        return F.pad(images, (0, -w % cell, 0, -h % cell), mode="replicate")
-    raise InputError(f"image size {w}x{h} is not a multiple of {cell} pixels (one latent cell of this space): resize "
-                     f"it, or set fit to crop ({w - w % cell}x{h - h % cell}) or pad ({w + -w % cell}x{h + -h % cell})")
-
-
 class TinyVAELoader:
     NODE_ID = "LatentBridgeTinyVAELoader"
     DISPLAY_NAME = "Tiny VAE Loader (latentbridge)"
@@ -169,8 +155,7 @@ class TinyVAEEncode:
     @node_errors()
     def encode(self, pixels: torch.Tensor, tiny_vae: tiny.TinyAutoencoder, fit: str = "crop") -> tuple[dict]:
         model = _model(tiny_vae, "encoder")
-        images = fit_images(images_in(pixels, "pixels"), model.space.downscale, fit)
-        return (new_latent({}, model.encode(images, domain="raw"), model.space),)
+        return (new_latent({}, model.encode(images_in(pixels, "pixels"), domain="raw", fit=fit), model.space),)
 
 
 class TinyVAEDecode:
