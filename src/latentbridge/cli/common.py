@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -24,6 +25,26 @@ def add_latent_input(parser: argparse.ArgumentParser, *, nargs: str | None = Non
 def add_output(parser: argparse.ArgumentParser, *, required: bool = True, help_text: str = "output file") -> None:
     parser.add_argument("-o", "--output", required=required, help=help_text)
     parser.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
+
+
+def check_output(path: str | os.PathLike, args: argparse.Namespace) -> Path:
+    """:func:`io.check_writable` for a file the command writes, refusing one that is also among its inputs: even
+    with --overwrite the input would be lost (its result may be wrong or the run cut short)."""
+    target = io.check_writable(path, overwrite=getattr(args, "overwrite", False))
+    for name, value in vars(args).items():
+        given = value if isinstance(value, (list, tuple)) else [value]
+        for item in given:
+            if name != "output" and isinstance(item, str) and item and _same_file(item, target):
+                raise InputError(f"{target} is also an input of this command ({item}); writing it would destroy "
+                                 "the input: choose another output name")
+    return target
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # either is missing (a new output), or not a usable path
+        return False
 
 
 def load_nonempty(path: str, *, space: str | None, domain: str | None) -> io.LatentFile:

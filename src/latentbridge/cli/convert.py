@@ -10,7 +10,7 @@ import torch
 
 from .. import demo_data, devices, io, spaces
 from ..errors import AmbiguousError, InputError
-from .common import add_output, load_nonempty, write_latent
+from .common import add_output, check_output, load_nonempty, write_latent
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not args.dry_run and not args.output:
         raise InputError("say where to write the result with -o OUT (or pass --dry-run to only plan)")
     if args.output:
-        io.check_writable(args.output, overwrite=args.overwrite)
+        check_output(args.output, args)
     device = devices.resolve(args.device) if args.device else None
     lf = load_nonempty(args.latent, space=args.space, domain=args.domain)
     src, domain = _source(lf)

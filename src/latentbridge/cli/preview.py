@@ -25,7 +25,7 @@ from ..preview import (
     score_factors,
 )
 from ..preview.fit import check_options
-from .common import add_output, read_latent
+from .common import add_output, check_output, read_latent
 
 AUTO = "auto"
 ANIMATIONS = (".webp", ".gif")
@@ -76,7 +76,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         raise InputError(f"{out}: --animate writes .webp or .gif; change the extension")
     if args.form and not args.factors:
         raise InputError(f"--form {args.form} picks a form of a factors file: give the file with --factors")
-    io.check_writable(out, overwrite=args.overwrite)
+    check_output(out, args)
     method = "linear" if args.factors else "neural" if args.previewer else args.method
     factors = load_factors(args.factors, form=args.form) if args.factors else None
     frames: list[torch.Tensor] = []
@@ -117,7 +117,7 @@ def _write_clips(out: Path, clips: list[torch.Tensor], args: argparse.Namespace,
                          f"{' or '.join(ANIMATIONS)}")
     paths = [out] if len(clips) == 1 else [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(len(clips))]
     for path in paths:
-        io.check_writable(path, overwrite=args.overwrite)
+        check_output(path, args)
     for path, clip in zip(paths, clips, strict=True):
         io.save_animation(path, list(clip), duration_ms=args.duration, overwrite=args.overwrite)
         h, w = clip.shape[-2:]
@@ -181,7 +181,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     images = io.list_images(args.images)
     if not images:
         raise InputError(f"{args.images}: no images found")
-    io.check_writable(args.output, overwrite=args.overwrite)
+    check_output(args.output, args)
     root = Path(args.images)
 
     def held_out(i: int, p: Path) -> bool:

@@ -16,7 +16,7 @@ import torch
 
 from .. import demo_data, io, metrics, spaces
 from ..errors import InputError, LatentBridgeError
-from .common import add_latent_input, add_output, read_latent
+from .common import add_latent_input, add_output, check_output, read_latent
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_FPS = 24
@@ -74,7 +74,7 @@ def _load(args: argparse.Namespace, space: spaces.LatentSpace | None):
 
 def cmd_encode(args: argparse.Namespace) -> int:
     _check_tile(args)
-    io.check_writable(args.output, overwrite=args.overwrite)
+    check_output(args.output, args)
     for p in args.images:  # before a model is loaded or downloaded
         io.check_readable(p, "a video file" if io.is_video_path(p) else "an image file")
     space = spaces.get(args.space) if args.space else None
@@ -142,7 +142,7 @@ def _decode_video(args: argparse.Namespace, lf: io.LatentFile, space: spaces.Lat
         raise InputError(f"--chunk {args.chunk} is not a positive number of latent frames")
     targets = output_paths(args.output, latent.shape[0], grid=False)
     for t in targets:
-        io.check_writable(t, overwrite=args.overwrite)
+        check_output(t, args)
     model = _load(args, space)
     _need_video_model(model, "a video latent")
     stored = lf.metadata.get("latentbridge.fps")
@@ -183,7 +183,7 @@ def _check_tile(args: argparse.Namespace) -> None:
 def output_paths(output: str, count: int, *, grid: bool) -> list[Path]:
     """Where a decoded batch goes: the output itself, or numbered files beside it."""
     out = Path(output)
-    if count == 1 or grid:
+    if count == 1 or grid or not out.name:  # no name ('-o ""'): the check of the output names the problem
         return [out]
     return [out.with_name(f"{out.stem}_{i:03d}{out.suffix}") for i in range(count)]
 
@@ -198,7 +198,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return _decode_video(args, lf, space, domain)
     targets = output_paths(args.output, latent.shape[0], grid=args.grid)
     for t in targets:
-        io.check_writable(t, overwrite=args.overwrite)
+        check_output(t, args)
     model = _load(args, space)
     start = time.perf_counter()
     images = model.decode(latent.float(), domain=domain, tile=args.tile)

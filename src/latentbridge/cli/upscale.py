@@ -13,7 +13,7 @@ from .. import demo_data, io, spaces
 from ..errors import InputError, WeightsNotFoundError
 from ..upscale.api import METHODS
 from ..upscale.plain import pixel_size
-from .common import add_latent_input, add_output, read_latent, write_latent
+from .common import add_latent_input, add_output, check_output, read_latent, write_latent
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def latent_size(args: argparse.Namespace, hw: tuple[int, int], sp: spaces.Latent
 def cmd_upscale(args: argparse.Namespace) -> int:
     from ..upscale import upscale_samples
 
-    io.check_writable(args.output, overwrite=args.overwrite)
+    check_output(args.output, args)
     lf, sp, domain = read_latent(args.latent, args)
     size, scale = latent_size(args, tuple(lf.tensor.shape[-2:]), sp, domain)
     start = time.perf_counter()

@@ -24,7 +24,7 @@ _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 def check_readable(path: str | os.PathLike, what: str = "a file") -> Path:
     """Fail with the fix when ``path`` is not ``what`` ("a latent file") that can be read (a folder, a dangling link, ...)."""
-    path = Path(path)
+    path = as_path(path)
     try:
         if path.is_dir():
             raise InputError(f"{path} is a folder, not {what}: name a file inside it")
@@ -41,6 +41,15 @@ def check_readable(path: str | os.PathLike, what: str = "a file") -> Path:
     return path
 
 
+def as_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; anything else (None, a number, bytes) is refused instead of failing deep inside."""
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise InputError(f"expected a file path (str or os.PathLike), got {type(path).__name__}")
+    if not str(path) or "\0" in str(path):
+        raise InputError(f"{str(path)!r} is not a usable file name: it is empty or holds a NUL character")
+    return Path(path)
+
+
 def _dangling_why(link: Path) -> str:
     try:
         os.stat(link)
@@ -52,7 +61,7 @@ def _dangling_why(link: Path) -> str:
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Fail early, with the fix, when ``path`` cannot be written; returns it as a Path."""
-    path = Path(path)
+    path = as_path(path)
     try:
         _check_writable(path, overwrite)
     except OSError as e:  # a name too long, a loop of links, a folder that cannot be searched

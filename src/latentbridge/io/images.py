@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from .. import limits
 from ..errors import InputError, TooLargeError
-from .atomic import atomic_path, atomic_paths, check_readable
+from .atomic import as_path, atomic_path, atomic_paths, check_readable
 
 _WIDE_GREY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}  # mode -> white level
 _ORIENTATION = 0x0112  # the EXIF tag
@@ -110,10 +110,7 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
     """(B, 3, H, W) or (3, H, W) in [0, 1] -> PIL images (clamped, rounded to 8 bits)."""
-    if not isinstance(images, torch.Tensor) or images.is_complex():
-        got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
-        raise InputError(f"images must be a real torch.Tensor (B, 3, H, W) in [0, 1]; got {got}")
-    x = images.detach()
+    x = _check_images(images).detach()
     if x.ndim == 3:
         x = x.unsqueeze(0)
     if x.ndim != 4 or x.shape[1] not in (1, 3):
@@ -122,6 +119,18 @@ def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
     return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy()) for a in x]
+
+
+def _check_images(images: object) -> torch.Tensor:
+    """``images`` when it is a tensor of pixels in [0, 1] with data: floating point or bool, not complex, not meta
+    (8-bit integers would be clamped to black and white without a word)."""
+    ok = isinstance(images, torch.Tensor) and (images.is_floating_point() or images.dtype == torch.bool)
+    if not ok or images.device.type == "meta":
+        got = ("a meta tensor (no data)" if ok else images.dtype) if isinstance(images, torch.Tensor) \
+            else type(images).__name__
+        raise InputError(f"images must be a floating-point torch.Tensor (B, 3, H, W) in [0, 1]; got {got}. "
+                         "Convert 8-bit pictures with .float() / 255")
+    return images
 
 
 def make_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 2, fill: float = 1.0) -> torch.Tensor:
@@ -142,7 +151,9 @@ def make_grid(images: torch.Tensor, *, nrow: int | None = None, padding: int = 2
 def save_image(path: str | os.PathLike, images: torch.Tensor, *, nrow: int | None = None, overwrite: bool = False,
                quality: int = 95) -> Path:
     """Write images in [0, 1] atomically; a batch becomes a grid."""
-    limits.check_not_empty(images, "the image batch")
+    limits.check_not_empty(_check_images(images), "the image batch")
+    if nrow is not None and (not isinstance(nrow, int) or isinstance(nrow, bool) or nrow < 1):
+        raise InputError(f"nrow={nrow!r} is not a whole number of images per row >= 1")
     x = images if images.ndim == 4 else images.unsqueeze(0)
     if x.shape[0] > 1:
         x = make_grid(x, nrow=nrow)
@@ -151,7 +162,7 @@ def save_image(path: str | os.PathLike, images: torch.Tensor, *, nrow: int | Non
 
 def save_pil(path: str | os.PathLike, image: Image.Image, *, overwrite: bool = False, quality: int = 95) -> Path:
     """Write one PIL image atomically; the format follows the extension."""
-    path = Path(path)
+    path = as_path(path)
     _format_of(path)  # an unknown extension is refused before anything is written
     if not isinstance(image, Image.Image):
         raise InputError(f"save_pil needs a PIL image; got {type(image).__name__}")
@@ -163,8 +174,8 @@ def save_pil(path: str | os.PathLike, image: Image.Image, *, overwrite: bool = F
 def save_images(paths: Sequence[str | os.PathLike], images: torch.Tensor, *, overwrite: bool = False,
                 quality: int = 95) -> list[Path]:
     """Write each image of a batch (B, 3, H, W) to its own file: all of them or none (replaced files come back)."""
-    paths = [Path(p) for p in paths]
-    if images.ndim != 4 or len(paths) != images.shape[0]:
+    paths = [as_path(p) for p in paths]
+    if _check_images(images).ndim != 4 or len(paths) != images.shape[0]:
         raise InputError(f"{len(paths)} file names for images of shape {tuple(images.shape)}: give one name per image")
     for p in paths:
         _format_of(p)

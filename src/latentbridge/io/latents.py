@@ -176,9 +176,8 @@ def save_latent(
 
     ``space`` and ``domain`` are recorded in safetensors metadata so the file can be read back without guessing.
     """
-    path = Path(path)
+    path = check_writable(path, overwrite=overwrite)
     fmt = _format_of(path)
-    check_writable(path, overwrite=overwrite)
     if not isinstance(tensor, torch.Tensor) or tensor.dtype not in DTYPES:
         got = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise InputError(f"save_latent needs a torch.Tensor of {', '.join(str(d).removeprefix('torch.') for d in DTYPES)}; "
