@@ -31,6 +31,18 @@ def space_input(tooltip: str) -> tuple[list[str], dict[str, str]]:
     return space_choices(), {"default": AUTO, "tooltip": tooltip}
 
 
+AUTO_SPACE = ("auto: the space a latentbridge node stated, else the connected MODEL's latent format, else the VAE's, "
+              "else detection when it is sure")
+
+
+def space_sources(space_input_name: str = "space", model_input: str = "model") -> dict[str, tuple]:
+    """The optional MODEL and VAE inputs from which ``space_input_name`` = auto takes the latent's space."""
+    return {model_input: ("MODEL", {"tooltip": f"the MODEL the latent is for: with {space_input_name} auto, its "
+                                               "latent format says the space"}),
+            "vae": ("VAE", {"tooltip": f"the VAE the latent is for: with {space_input_name} auto, its latent "
+                                       "channels and downscale narrow the space down"})}
+
+
 def images_in(image: Any, name: str = "image") -> torch.Tensor:
     """A ComfyUI IMAGE (B, H, W, C) in [0, 1] as a new (B, 3, H, W) float tensor; InputError when it is not one."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[-1] not in (3, 4):

@@ -9,10 +9,12 @@ import torch
 from latentbridge import io, spaces
 from latentbridge.integrations.comfyui.common import (
     AUTO,
+    AUTO_SPACE,
     CATEGORY,
     latent_samples,
     resolve_space,
     space_input,
+    space_sources,
     stated_space,
 )
 from latentbridge.integrations.comfyui.words import node_errors
@@ -85,15 +87,9 @@ class LatentInfo:
         return {
             "required": {
                 "samples": ("LATENT", {"tooltip": "the latent to describe (it is not changed)"}),
-                "space": space_input("latent space to assume. auto: the space a latentbridge node stated, else the "
-                                     "connected MODEL's latent format, else the VAE's, else detection when it is sure"),
+                "space": space_input(f"latent space to assume. {AUTO_SPACE}"),
             },
-            "optional": {
-                "model": ("MODEL", {"tooltip": "the MODEL the latent is for: with space auto, its latent format says "
-                          "the space"}),
-                "vae": ("VAE", {"tooltip": "the VAE the latent is for: with space auto, its latent channels and "
-                        "downscale narrow the space down"}),
-            },
+            "optional": space_sources(),
         }
 
     @node_errors()

@@ -7,12 +7,14 @@ from typing import Any
 from latentbridge import interposer, spaces
 from latentbridge.integrations.comfyui.common import (
     AUTO,
+    AUTO_SPACE,
     CATEGORY,
     compute_device,
     latent_samples,
     new_latent,
     resolve_space,
     space_input,
+    space_sources,
     stated_space,
 )
 from latentbridge.integrations.comfyui.words import node_errors
@@ -53,18 +55,12 @@ class Interposer:
         return {
             "required": {
                 "samples": ("LATENT", {"tooltip": "the latent to convert (it is not changed)"}),
-                "source": space_input("space the latent is in. auto: the space a latentbridge node stated, else the "
-                                      "connected MODEL's latent format, else the VAE's, else detection when it is "
-                                      "sure (SD1 and SDXL latents need the MODEL or a choice here)"),
+                "source": space_input(f"space the latent is in. {AUTO_SPACE} (SD1 and SDXL latents need the MODEL or a "
+                                      "choice here)"),
                 "target": ([s.id for s in spaces.all()], {"default": "sdxl", "tooltip":
                            "space to convert to; same as the source returns a copy"}),
             },
-            "optional": {
-                "model": ("MODEL", {"tooltip": "the MODEL that made the latent: with source auto, its latent format says "
-                          "the space"}),
-                "vae": ("VAE", {"tooltip": "the VAE of the latent's space: with source auto, its latent channels and "
-                        "downscale narrow the space down"}),
-            },
+            "optional": space_sources("source"),
         }
 
     @node_errors(INPUTS)

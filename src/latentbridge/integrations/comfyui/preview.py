@@ -10,11 +10,13 @@ import torch
 from latentbridge import preview
 from latentbridge.integrations.comfyui.common import (
     AUTO,
+    AUTO_SPACE,
     CATEGORY,
     images_out,
     latent_samples,
     resolve_space,
     space_input,
+    space_sources,
     stated_space,
 )
 from latentbridge.integrations.comfyui.live_preview import installed_factors
@@ -58,17 +60,11 @@ class LatentPreview:
                            "Preview Factors saved in vae_approx, else the built-in ones), at latent resolution; "
                            "neural: the small trained previewer, at latent resolution; tiny: the tiny decoder from "
                            "models/vae_approx, full size. auto: the best one available for the space"}),
-                "space": space_input("space of the latent. auto: the space a latentbridge node stated, else the "
-                                     "connected MODEL's latent format, else the VAE's, else detection when it is sure"),
+                "space": space_input(f"space of the latent. {AUTO_SPACE}"),
                 "size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "longer side of each preview in "
                          "pixels; 0: as the method gives it"}),
             },
-            "optional": {
-                "model": ("MODEL", {"tooltip": "the MODEL the latent is for: with space auto, its latent format says "
-                          "the space"}),
-                "vae": ("VAE", {"tooltip": "the VAE the latent is for: with space auto, its latent channels and "
-                        "downscale narrow the space down"}),
-            },
+            "optional": space_sources(),
         }
 
     @node_errors()

@@ -12,12 +12,14 @@ from latentbridge.errors import InputError
 from latentbridge.integrations.comfyui import models
 from latentbridge.integrations.comfyui.common import (
     AUTO,
+    AUTO_SPACE,
     CATEGORY,
     NODE_HINT,
     latent_samples,
     new_latent,
     resolve_space,
     space_input,
+    space_sources,
     stated_space,
 )
 from latentbridge.integrations.comfyui.words import node_errors
@@ -101,19 +103,13 @@ class LatentUpscale:
                           "the aspect ratio"}),
                 "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8, "tooltip": "target height in "
                            "image pixels; 0: from scale_by, or from width keeping the aspect ratio"}),
-                "space": space_input("space of the latent. auto: the space a latentbridge node stated, else the "
-                                     "connected MODEL's latent format, else the VAE's, else detection when it is "
-                                     "sure; plain methods also resize latents none of these can place"),
+                "space": space_input(f"space of the latent. {AUTO_SPACE}; plain methods also resize latents none of "
+                                     "these can place"),
                 "model": (model_choices(), {"default": AUTO, "tooltip": "learned upscaler for nn, from "
                           "models/latent_upscale_models. auto: upscaler-<space>.safetensors there, else the one "
                           "shipped with latentbridge"}),
             },
-            "optional": {
-                "diffusion_model": ("MODEL", {"tooltip": "the MODEL the latent is for: with space auto, its latent format says "
-                          "the space"}),
-                "vae": ("VAE", {"tooltip": "the VAE the latent is for: with space auto, its latent channels and "
-                        "downscale narrow the space down"}),
-            },
+            "optional": space_sources(model_input="diffusion_model"),
         }
 
     @node_errors()
