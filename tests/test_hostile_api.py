@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.cli.test_hostile_files import model_file  # noqa: F401  (the fixture: a small random SD1 tiny autoencoder)
 
 from latentbridge import io
 from latentbridge.errors import InputError
 
 LATENT = torch.randn(1, 4, 8, 8)
-META = torch.empty(1, 3, 8, 8, device="meta")
 
 PATHS = {  # a path argument that is not a path
     "load_latent None": lambda tmp: io.load_latent(None),
@@ -27,7 +27,7 @@ IMAGES = {  # images that save_image cannot write faithfully
     "None": (None, {}),
     "text": ("abc", {}),
     "8-bit integers": (torch.full((1, 3, 8, 8), 200, dtype=torch.uint8), {}),
-    "meta tensor": (META, {}),
+    "meta tensor": (torch.empty(1, 3, 8, 8, device="meta"), {}),
     "nrow 0": (torch.rand(2, 3, 8, 8), {"nrow": 0}),
     "nrow -1": (torch.rand(2, 3, 8, 8), {"nrow": -1}),
     "nrow 1.5": (torch.rand(2, 3, 8, 8), {"nrow": 1.5}),
@@ -46,3 +46,81 @@ def test_save_image_refuses_what_it_cannot_write(tmp_path, case):
     with pytest.raises(InputError):
         io.save_image(tmp_path / "x.png", images, **options)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_upscale_size_takes_whole_numbers_only():
+    from latentbridge import upscale
+
+    for size in ("64", (8.5, 8)):  # text was read as (6, 4); 8.5 was cut to 8
+        with pytest.raises(InputError, match="whole numbers"):
+            upscale.upscale(LATENT, "sd1", size=size, method="bilinear")
+    assert upscale.upscale(LATENT, "sd1", size=torch.Size([16, 16]), method="bilinear").shape == (1, 4, 16, 16)
+
+
+def test_an_upscale_scale_too_large_to_have_a_size_is_an_input_error():
+    from latentbridge import upscale
+
+    with pytest.raises(InputError, match="too large"):  # an OverflowError before
+        upscale.upscale(LATENT, "sd1", 1e308, method="bilinear")
+
+
+def _meta_calls(model_file):  # noqa: F811
+    from latentbridge import interposer, preview, spaces, tiny, upscale
+    from latentbridge.preview.fit import fit_factors
+
+    meta = torch.empty(1, 4, 8, 8, device="meta")
+    model = tiny.load(model_file)
+    return {
+        "preview": lambda: preview.preview(meta, "sd1"),
+        "upscale": lambda: upscale.upscale(meta, "sd1", 2, method="bilinear"),
+        "interposer.convert": lambda: interposer.convert(meta, "sd1", "sd1"),
+        "spaces.detect": lambda: spaces.detect(meta),
+        "spaces.convert_domain": lambda: spaces.convert_domain(meta, "sd1", "raw", "model"),
+        "io.save_latent": lambda: io.save_latent("unused.safetensors", meta),
+        "tiny decode": lambda: model.decode(meta),
+        "tiny encode": lambda: model.encode(torch.empty(1, 3, 64, 64, device="meta")),
+        "fit_factors": lambda: fit_factors([(meta, torch.rand(1, 3, 64, 64))]),
+    }
+
+
+@pytest.mark.parametrize("call", ["preview", "upscale", "interposer.convert", "spaces.detect", "spaces.convert_domain",
+                                  "io.save_latent", "tiny decode", "tiny encode", "fit_factors"])
+def test_a_meta_tensor_is_refused_as_holding_no_values(call, model_file, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="meta device hold no values"):
+        _meta_calls(model_file)[call]()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pairs", [
+    None, LATENT, [(LATENT, torch.rand(1, 3, 64, 64), 1)], [(None, torch.rand(1, 3, 64, 64))],
+    [(torch.full((1, 4, 8, 8), float("nan")), torch.rand(1, 3, 64, 64))],  # torch's lstsq failed an internal assert
+    [(LATENT, torch.full((1, 3, 64, 64), float("inf")))],
+    [(LATENT.long(), torch.rand(1, 3, 64, 64))], [(LATENT.to(torch.complex64), torch.rand(1, 3, 64, 64))],
+], ids=["None", "a tensor", "a triple", "None latent", "NaN latent", "inf image", "integer latent", "complex latent"])
+def test_fit_factors_refuses_pairs_it_cannot_fit(pairs):
+    from latentbridge.preview.fit import fit_factors
+
+    with pytest.raises(InputError):
+        fit_factors(pairs)
+
+
+def test_fit_factors_names_an_unknown_space():
+    from latentbridge.errors import UnknownSpaceError
+    from latentbridge.preview.fit import fit_factors
+
+    with pytest.raises(UnknownSpaceError):
+        fit_factors([(LATENT, torch.rand(1, 3, 64, 64))], space="bogus")
+
+
+def test_spaces_lookups_refuse_what_is_not_a_name_or_a_mapping():
+    from latentbridge import spaces
+    from latentbridge.errors import UnknownSpaceError
+
+    with pytest.raises(UnknownSpaceError, match="named by a str"):  # a TypeError (unhashable) before
+        spaces.get(["sd1"])
+    with pytest.raises(InputError, match="hints="):
+        spaces.detect(LATENT, hints="sd1")
+    for tensor in (None, "abc", [[1.0]]):
+        with pytest.raises(InputError, match="torch.Tensor"):
+            spaces.detect(tensor)

@@ -1109,6 +1109,8 @@ def get(name: str | LatentSpace) -> LatentSpace:
     """Look a space up by id or alias (case, '-', '_' and '.' ignored); errors suggest the closest names."""
     if isinstance(name, LatentSpace):
         return name
+    if not isinstance(name, str):
+        raise UnknownSpaceError(f"a latent space is named by a str such as 'sd1'; got {type(name).__name__} {name!r}")
     found = _BY_KEY.get(name) or _BY_KEY.get(_key(str(name)))  # exact ids skip the normalising regex
     if found is None:
         known = sorted({s.id for s in _REGISTRY})
@@ -1222,9 +1224,7 @@ def ranks_of(space: LatentSpace) -> tuple[int, ...]:
 def validate(latent: torch.Tensor, space: str | LatentSpace, domain: Domain = "raw", *, finite: bool = True) -> None:
     """Raise :class:`InputError` unless ``latent`` has the rank and channels of ``space`` in ``domain``."""
     sp, domain = get(space), check_domain(domain)
-    if not isinstance(latent, torch.Tensor):
-        raise InputError(f"expected a torch.Tensor latent, got {type(latent).__name__}")
-    if not latent.is_floating_point():
+    if not check_tensor(latent).is_floating_point():
         raise InputError(f"latents must be floating point, got {latent.dtype}: convert with .float()")
     want = sp.channels_in(domain)
     ranks = ranks_of(sp)
@@ -1237,6 +1237,16 @@ def validate(latent: torch.Tensor, space: str | LatentSpace, domain: Domain = "r
     if finite and not bool(torch.isfinite(latent).all()):
         bad = int((~torch.isfinite(latent)).sum())
         raise InputError(f"the latent holds {bad} NaN or infinite values: it is corrupt or came from a diverged sampler")
+
+
+def check_tensor(latent: object, what: str = "latent") -> torch.Tensor:
+    """``latent`` when it is a torch.Tensor that holds values (a meta tensor has a shape and no values)."""
+    if not isinstance(latent, torch.Tensor):
+        raise InputError(f"expected a torch.Tensor {what}, got {type(latent).__name__}")
+    if latent.device.type == "meta":
+        raise InputError(f"{what} of shape {tuple(latent.shape)} on the meta device hold no values: pass a tensor on "
+                         "a real device")
+    return latent
 
 
 def convert_domain(latent: torch.Tensor, space: str | LatentSpace, src: Domain, dst: Domain) -> torch.Tensor:
@@ -1324,8 +1334,10 @@ def detect(tensor: torch.Tensor, hints: Mapping[str, object] | None = None) -> D
     out; among the spaces it leaves, only the std of the values ranks them. The answer is ambiguous unless one space
     holds at least :data:`MIN_CONFIDENCE` of the ranking (SD1 and SDXL raw latents never do: docs/spaces.md).
     """
+    if hints is not None and not isinstance(hints, Mapping):
+        raise InputError(f"hints= is a mapping such as {{'space': 'sd1'}}; got {type(hints).__name__}")
     hints = dict(hints or {})
-    x = tensor.detach()
+    x = check_tensor(tensor).detach()
     if x.ndim == 3:
         x = x.unsqueeze(0)
     if x.ndim not in (4, 5):

@@ -15,9 +15,8 @@ from .routing import Route, plan
 def _as_batch(latent: torch.Tensor, space: spaces.LatentSpace, domain: str) -> tuple[torch.Tensor, tuple[int, ...], str]:
     """(B, C, H, W) view of ``latent`` with any leading dims folded into B; a packed space's unpacked
     raw/model latent (FLUX.2 at 32 channels) is packed first."""
-    if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
-        what = latent.dtype if isinstance(latent, torch.Tensor) else type(latent).__name__
-        raise InputError(f"convert takes a floating-point torch.Tensor latent, got {what}: convert with .float()")
+    if not spaces.check_tensor(latent).is_floating_point():
+        raise InputError(f"convert takes a floating-point torch.Tensor latent, got {latent.dtype}: convert with .float()")
     limits.check_not_empty(latent)
     spatial = space.ndim - 2
     if latent.ndim < spatial + 1:

@@ -178,10 +178,9 @@ def save_latent(
     """
     path = check_writable(path, overwrite=overwrite)
     fmt = _format_of(path)
-    if not isinstance(tensor, torch.Tensor) or tensor.dtype not in DTYPES:
-        got = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+    if spaces.check_tensor(tensor).dtype not in DTYPES:
         raise InputError(f"save_latent needs a torch.Tensor of {', '.join(str(d).removeprefix('torch.') for d in DTYPES)}; "
-                         f"got {got}")
+                         f"got {tensor.dtype}")
     if tensor.ndim == 0:
         raise InputError("save_latent needs a latent (B, C, H, W), not a single number")
     limits.check_not_empty(tensor)

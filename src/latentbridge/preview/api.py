@@ -93,7 +93,7 @@ def _taesd_input(latent: torch.Tensor, sp: spaces.LatentSpace, domain: str) -> t
     """The latent in the taesd domain as (B, C, H, W), or still packed with its patch size (linear maps take it
     packed); a 5-D latent (B, C, T, H, W) folds its frames into the batch, batch-major (B*T, C, H, W)."""
     spaces.check_domain(domain)
-    if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
+    if not spaces.check_tensor(latent).is_floating_point():
         raise InputError("preview needs a floating-point torch.Tensor latent")
     limits.check_not_empty(latent)
     x = latent

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .. import limits
+from .. import limits, spaces
 from ..errors import InputError
 from ..metrics import psnr
 from .factors import FORMS, Factors, feature_count, features
@@ -75,8 +75,12 @@ def fit_factors(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], *, forms: Se
         if form not in FORMS:
             raise InputError(f"unknown factor form {form!r}: use one of {', '.join(FORMS)}")
     check_options(ridge=ridge, patch=patch)
+    space = spaces.get(space).id if space is not None else None
+    if not isinstance(pairs, Iterable) or isinstance(pairs, torch.Tensor | str):
+        raise InputError(f"pairs= is an iterable of (latent, image) tensor pairs; got {type(pairs).__name__}")
     sums: dict[str, NormalEquations] = {}
-    for latent, image in pairs:
+    for item in pairs:
+        latent, image = _checked_pair(item)
         if latent.ndim != 4 or image.ndim != 4 or latent.shape[0] != image.shape[0] or image.shape[1] != 3:
             raise InputError(f"fit pairs need latents (B, C, h, w) and images (B, 3, H, W) of the same batch; got "
                              f"{tuple(latent.shape)} and {tuple(image.shape)}")
@@ -100,6 +104,19 @@ def fit_factors(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], *, forms: Se
         f.space, f.source = space, f"fitted ({form}, {eq.count} pixels, ridge {ridge:g})"
         fitted[form] = f
     return fitted
+
+
+def _checked_pair(item: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """One (latent, image) pair of real floating-point tensors with finite values: a NaN or an integer tensor would
+    otherwise fail deep inside the solver, or fit nonsense."""
+    if not isinstance(item, tuple | list) or len(item) != 2:
+        raise InputError(f"pairs= holds (latent, image) pairs; got {type(item).__name__}"
+                         f"{f' of {len(item)}' if isinstance(item, tuple | list) else ''}")
+    for t, what in zip(item, ("latent", "image"), strict=True):
+        if not spaces.check_tensor(t, what).is_floating_point() or not bool(torch.isfinite(t).all()):
+            raise InputError(f"the {what} of a fit pair must be floating point with finite values; got {t.dtype}"
+                             f"{'' if not t.is_floating_point() else ' with NaN or infinite values'}")
+    return item[0], item[1]
 
 
 def factors_psnr(factors: Factors, latent: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

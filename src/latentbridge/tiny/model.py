@@ -114,7 +114,7 @@ class TinyAutoencoder(nn.Module):
 
     def to_taesd(self, latents: torch.Tensor, domain: str = "taesd") -> torch.Tensor:
         """Check ``latents`` against this model and convert them from ``domain`` to the taesd domain."""
-        if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+        if not isinstance(latents, torch.Tensor) or not spaces.check_tensor(latents, "latents").is_floating_point():
             raise InputError("latents must be a floating-point torch.Tensor (B, C, H, W)")
         limits.check_not_empty(latents)
         if domain != "taesd":
@@ -127,7 +127,7 @@ class TinyAutoencoder(nn.Module):
         return latents
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        if not isinstance(images, torch.Tensor) or not spaces.check_tensor(images, "images").is_floating_point():
             raise InputError("images must be a floating-point torch.Tensor (B, 3, H, W) in [0, 1]; "
                              "convert 8-bit images with .float() / 255")
         if images.ndim != 4 or images.shape[1] != 3:

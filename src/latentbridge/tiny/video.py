@@ -134,7 +134,7 @@ class TinyVideoAutoencoder(TinyAutoencoder):
 
     def to_taesd(self, latents: torch.Tensor, domain: str = "taesd") -> torch.Tensor:
         """Check ``latents`` (B, C, T, h, w) against this model and convert them from ``domain`` to taesd."""
-        if not isinstance(latents, torch.Tensor) or not latents.is_floating_point():
+        if not isinstance(latents, torch.Tensor) or not spaces.check_tensor(latents, "latents").is_floating_point():
             raise InputError("latents must be a floating-point torch.Tensor (B, C, T, H, W)")
         if latents.ndim != 5:
             raise InputError(f"{self._label()} takes video latents (B, C, T, H, W); got {tuple(latents.shape)}"
@@ -185,7 +185,7 @@ class TinyVideoAutoencoder(TinyAutoencoder):
         return 0 if self.keep_even and latent_frames % 2 == 0 else self.time_upscale - 1
 
     def _check_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        if not isinstance(frames, torch.Tensor) or not frames.is_floating_point():
+        if not isinstance(frames, torch.Tensor) or not spaces.check_tensor(frames, "frames").is_floating_point():
             raise InputError("frames must be a floating-point torch.Tensor (B, 3, F, H, W) in [0, 1]; convert 8-bit "
                              "frames with .float() / 255")
         if frames.ndim != 5 or frames.shape[1] != 3 or 0 in frames.shape:

@@ -7,6 +7,7 @@ model and taesd domains; only the FLUX.2 2x2 packing does not commute, so packed
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -42,15 +43,17 @@ def target_size(hw: Sequence[int], scale: Scale | None = None, size: Sequence[in
     if (scale is None) == (size is None):
         raise InputError("give either scale= or size= (a target size), not both and not neither")
     if size is not None:
-        try:
-            out = tuple(int(v) for v in size)
-        except (TypeError, ValueError, OverflowError):
+        try:  # whole numbers only: int() would cut 8.5 to 8, and a text "64" would be read as (6, 4)
+            out = tuple(operator.index(v) for v in size)
+        except TypeError:
             out = ()
         if len(out) != 2 or min(out) < 1:
             raise InputError(f"size={size!r} is not a (height, width) pair of whole numbers >= 1")
         return out  # type: ignore[return-value]
     sy, sx = _pair(scale)
     h, w = int(hw[0]), int(hw[1])
+    if not math.isfinite(h * sy) or not math.isfinite(w * sx):
+        raise InputError(f"scale={scale!r} makes a latent too large to have a size; use a smaller scale")
     return max(1, round(h * sy)), max(1, round(w * sx))
 
 
