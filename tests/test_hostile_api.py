@@ -3,6 +3,8 @@ bare TypeError, AttributeError or torch error) and leaves the caller's tensors a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from tests.cli.test_hostile_files import model_file  # noqa: F401  (the fixture: a small random SD1 tiny autoencoder)
@@ -124,3 +126,39 @@ def test_spaces_lookups_refuse_what_is_not_a_name_or_a_mapping():
     for tensor in (None, "abc", [[1.0]]):
         with pytest.raises(InputError, match="torch.Tensor"):
             spaces.detect(tensor)
+
+
+def _misuse():
+    from latentbridge import interposer, mixing, preview, spaces, tiny, upscale
+    from latentbridge.train import build_dataset
+    from latentbridge.train.encoders import Encoder
+
+    photo = str(Path(__file__).resolve().parents[1] / "src" / "latentbridge" / "data" / "examples" / "bee.jpg")
+    encoder = Encoder("zeros", "zeros", spaces.get("sd1"), "model", lambda x: torch.zeros(len(x), 4, 8, 8))
+    return {  # each raised a bare TypeError, FileNotFoundError or AttributeError before
+        "preview factors missing": lambda: preview.preview(LATENT, "sd1", factors="missing.safetensors"),
+        "preview factors a number": lambda: preview.preview(LATENT, "sd1", factors=5),
+        "upscale model a number": lambda: upscale.upscale(LATENT, "sd1", 2, model=5),
+        "convert models_dir a number": lambda: interposer.convert(LATENT, "sd1", "sdxl", models_dir=5),
+        "tiny.load None": lambda: tiny.load(None),
+        "tiny.load a number": lambda: tiny.load(5),
+        "tiny.load three files": lambda: tiny.load(["a", "b", "c"]),
+        "mixing sigmas text": lambda: mixing.sample(lambda z, s: z * 0, LATENT, "abc"),
+        "mixing sigmas ragged": lambda: mixing.sample(lambda z, s: z * 0, LATENT, [[1.0], [0.5, 0.1]]),
+        "mixing no denoiser": lambda: mixing.sample(None, LATENT, [1.0, 0.0]),
+        "mixing meta reference": lambda: mixing.sample(lambda z, s: z * 0, torch.empty(1, 4, 8, 8, device="meta"),
+                                                       [1.0, 0.0]),
+        "build_dataset encoder names": lambda: build_dataset([photo], ["taef2"], "ds"),
+        "build_dataset a folder as images": lambda: build_dataset(str(Path(photo).parent), [encoder], "ds"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_misuse()))
+def test_misuse_of_the_python_api_is_an_input_error(case, tmp_path, monkeypatch):
+    from latentbridge.errors import LatentBridgeError
+
+    calls = _misuse()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LatentBridgeError):
+        calls[case]()
+    assert list(tmp_path.iterdir()) == []

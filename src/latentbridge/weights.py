@@ -64,6 +64,8 @@ def search_dirs(folder: str | None = None) -> list[Path]:
 
 def models_folder(models_dir: str | os.PathLike) -> Path:
     """``models_dir`` as a folder to search (a missing one holds nothing); :class:`InputError` when it is a file."""
+    if not isinstance(models_dir, str | os.PathLike):
+        raise InputError(f"models_dir= is a folder path (str or os.PathLike); got {models_dir!r}")
     path = Path(models_dir)
     if path.exists() and not path.is_dir():
         raise InputError(f"models_dir={str(path)!r} is a file: pass the folder that holds the weight files")
@@ -162,13 +164,21 @@ def safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
     return SafetensorsHeader(dict(meta), tensors, data)
 
 
-def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read every tensor of a weight file (safetensors, or a torch file through ``weights_only``) and its metadata."""
+def _weight_file(path: object) -> Path:
+    """``path`` as a Path to an existing file; a folder, a missing file or a value that is not a path is refused."""
+    if not isinstance(path, str | os.PathLike) or not str(path):
+        raise InputError(f"expected a weight file path (str or os.PathLike), got {path!r}")
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a weight file: name the file inside it")
     if not path.is_file():
         raise WeightsNotFoundError(f"{path}: no such weight file")
+    return path
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read every tensor of a weight file (safetensors, or a torch file through ``weights_only``) and its metadata."""
+    path = _weight_file(path)
     with open(path, "rb") as f:
         head = f.read(4)
     if head[:2] == b"PK" or (path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin") and head[:1] == b"\x80"):
@@ -306,8 +316,9 @@ _models_lock = threading.RLock()
 def cached(paths: str | os.PathLike | Sequence[str | os.PathLike], key: tuple, make: Callable[[], T]) -> T:
     """``make()``, remembered per (file or files, their modification times and sizes, ``key``): a replaced file is
     read again. At most :data:`CACHE_SIZE` entries, least recently used first out; thread-safe."""
-    files = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    full = (*((str(Path(p).resolve()), Path(p).stat().st_mtime_ns, Path(p).stat().st_size) for p in files), *key)
+    many = isinstance(paths, Sequence) and not isinstance(paths, str)
+    files = [_weight_file(p) for p in (paths if many else [paths])]  # checked before they are looked at
+    full = (*((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in files), *key)
     with _models_lock:
         if full in _models:
             _models.move_to_end(full)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .. import limits
+from .. import limits, spaces
 from ..errors import InputError
 from . import noise as _noise
 from .process import accepts_kind, check_sigmas, process_for
@@ -90,8 +90,10 @@ def sample(
     ``alpha_1/start/stop/minimum/maximum``, or one weight per step). ``cleanup > 0`` re-runs the last ``cleanup``
     of the schedule from fresh noise without mixing. Runs with the same arguments repeat exactly.
     """
-    if not isinstance(reference, torch.Tensor) or not reference.is_floating_point():
+    if not isinstance(reference, torch.Tensor) or not spaces.check_tensor(reference, "reference").is_floating_point():
         raise InputError("the reference must be a floating-point latent tensor in the model domain")
+    if not callable(denoiser):
+        raise InputError(f"denoiser= is a function (x, sigma) -> x0 estimate; got {type(denoiser).__name__}")
     limits.check_not_empty(reference, "the reference")
     sig = check_sigmas(sigmas, prediction).to(reference.device)
     steps = len(sig) - 1

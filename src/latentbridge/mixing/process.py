@@ -79,7 +79,13 @@ def prediction_of(space: str | spaces.LatentSpace) -> spaces.Prediction:
 
 def check_sigmas(sigmas: torch.Tensor | Sequence[float], prediction: str, *, what: str = "sigmas") -> torch.Tensor:
     """Validate a sampler schedule (strictly decreasing, >= 0, <= 1 for flow, >= 2 entries); returns it as a tensor."""
-    sig = torch.as_tensor(sigmas).detach()
+    try:
+        sig = torch.as_tensor(sigmas).detach()
+    except (TypeError, ValueError, RuntimeError):  # text, ragged lists, None
+        raise InputError(f"{what} must be a 1-D schedule of numbers (a tensor or a list of floats); got "
+                         f"{type(sigmas).__name__} {sigmas!r:.60}") from None
+    if sig.is_complex() or sig.dtype == torch.bool or sig.device.type == "meta":
+        raise InputError(f"{what} must be real numbers with values; got {sig.dtype} on {sig.device}")
     if sig.ndim != 1 or sig.numel() < 2:
         raise InputError(f"{what} must be a 1-D schedule with at least 2 entries (sigma_0 ... sigma_S, usually ending "
                          f"in 0); got shape {tuple(sig.shape)}")

@@ -109,8 +109,12 @@ def load(name_or_path: PathLike | Sequence[PathLike], *, device: str | torch.dev
         label = str(name_or_path)
         split = split_name(label) if not Path(label).is_file() else None
         paths = locate(label, models_dir=models_dir, download=download)
-    else:
+    elif isinstance(name_or_path, Sequence) and len(name_or_path) in (1, 2) and all(
+            isinstance(p, str | os.PathLike) for p in name_or_path):
         label, split, paths = " + ".join(map(str, name_or_path)), None, [Path(p) for p in name_or_path]
+    else:
+        raise InputError(f"name_or_path= is a tiny autoencoder's name, its file, or its (encoder, decoder) files; got "
+                         f"{name_or_path!r}")
     want = spaces.get(space) if space is not None else None
     part = split[1] if split else None
     return weights.cached(paths, ("tiny", part, str(device), dtype, want.id if want else None),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import random
 import re
 import shutil
@@ -100,7 +101,10 @@ def build_dataset(
     must be new, empty, or this same dataset (a rerun resumes it): a file the build did not write is never replaced.
     """
     all_sizes = _check_options(encoders, size, extra_sizes, crops, shard_size, batch_size)
-    out, images = Path(out), [Path(p) for p in images]
+    listed = [] if isinstance(images, str | os.PathLike) else list(images)
+    if not listed or not all(isinstance(p, str | os.PathLike) for p in listed):
+        raise InputError(f"images= lists image paths (io.list_images(folder) lists a folder's); got {images!r:.80}")
+    out, images = Path(out), [Path(p) for p in listed]
     old = _existing_dataset(out)
     kept, skipped = [], {"unreadable": [], "too large": [], "too small": []}
     for p in tqdm(sorted(images), desc="checking images", unit="img", leave=False, disable=None):
@@ -178,6 +182,10 @@ def _check_options(encoders: Sequence[Encoder], size: int, extra_sizes: Sequence
     """Every sizes and count checked before anything is read or written; returns the sizes, largest first."""
     if not encoders:
         raise InputError("give at least one encoder (encoders=, e.g. taef2 and taesana)")
+    wrong = [e for e in encoders if not isinstance(e, Encoder)] if not isinstance(encoders, str) else [encoders]
+    if wrong:
+        raise InputError(f"encoders= lists Encoder objects, each from train.load_encoder (e.g. load_encoder('taef2')); "
+                         f"got {wrong[0]!r}")
     for name, value, least in (("size", size, 8), ("crops", crops, 1), ("shard_size", shard_size, 1),
                                ("batch_size", batch_size, 1)):
         if not _whole(value) or value < least:

@@ -188,6 +188,8 @@ def _find(ref: str | os.PathLike | spaces.LatentSpace) -> Path:
     """A weight file from a space (its named upscaler: the shipped one first) or a file name or path."""
     if isinstance(ref, spaces.LatentSpace):
         sp = ref
+    elif not isinstance(ref, str | os.PathLike):
+        raise InputError(f"model= is an upscaler file, a space's name or a LearnedUpscaler; got {ref!r}")
     elif Path(ref).is_file():
         return Path(ref)
     else:
