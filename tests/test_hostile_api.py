@@ -162,3 +162,27 @@ def test_misuse_of_the_python_api_is_an_input_error(case, tmp_path, monkeypatch)
     with pytest.raises(LatentBridgeError):
         calls[case]()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("quality", [-1, 0, 101, 1000, 1.5, True])
+def test_image_quality_outside_1_to_100_is_refused_before_writing(tmp_path, quality):
+    for write in (lambda: io.save_image(tmp_path / "x.jpg", torch.rand(1, 3, 8, 8), quality=quality),
+                  lambda: io.save_images([tmp_path / "y.webp"], torch.rand(1, 3, 8, 8), quality=quality)):
+        with pytest.raises(InputError, match="quality="):
+            write()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_latent_refuses_metadata_that_is_not_a_mapping(tmp_path):
+    with pytest.raises(InputError, match="metadata="):  # an AttributeError before
+        io.save_latent(tmp_path / "x.safetensors", LATENT, metadata="abc")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("images", [torch.rand(1, 3, 64, 64) * 255, torch.rand(1, 3, 64, 64) * 2 - 1,
+                                    torch.full((1, 3, 64, 64), float("nan"))], ids=["8-bit levels", "[-1, 1]", "NaN"])
+def test_tiny_encode_refuses_pictures_outside_0_1_instead_of_encoding_garbage(model_file, images):  # noqa: F811
+    from latentbridge import tiny
+
+    with pytest.raises(InputError, match=r"in \[0, 1\]"):
+        tiny.load(model_file).encode(images)

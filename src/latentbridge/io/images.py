@@ -163,6 +163,7 @@ def save_image(path: str | os.PathLike, images: torch.Tensor, *, nrow: int | Non
 def save_pil(path: str | os.PathLike, image: Image.Image, *, overwrite: bool = False, quality: int = 95) -> Path:
     """Write one PIL image atomically; the format follows the extension."""
     path = as_path(path)
+    _check_quality(quality)
     _format_of(path)  # an unknown extension is refused before anything is written
     if not isinstance(image, Image.Image):
         raise InputError(f"save_pil needs a PIL image; got {type(image).__name__}")
@@ -175,6 +176,7 @@ def save_images(paths: Sequence[str | os.PathLike], images: torch.Tensor, *, ove
                 quality: int = 95) -> list[Path]:
     """Write each image of a batch (B, 3, H, W) to its own file: all of them or none (replaced files come back)."""
     paths = [as_path(p) for p in paths]
+    _check_quality(quality)
     if _check_images(images).ndim != 4 or len(paths) != images.shape[0]:
         raise InputError(f"{len(paths)} file names for images of shape {tuple(images.shape)}: give one name per image")
     for p in paths:
@@ -190,6 +192,11 @@ def _format_of(path: Path) -> str:
     if fmt is None:
         raise InputError(f"{path}: unknown image type {path.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
     return fmt
+
+
+def _check_quality(quality: object) -> None:
+    if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
+        raise InputError(f"quality={quality!r} is not a whole number from 1 to 100")
 
 
 def _write(image: Image.Image, tmp: Path, path: Path, quality: int) -> None:

@@ -188,7 +188,8 @@ def save_latent(
     if reserved or not all(isinstance(v, torch.Tensor) for v in (extras or {}).values()):
         raise InputError(f"extras= must map names other than {', '.join(map(repr, _LATENT_KEYS))} to tensors"
                          f"{f'; {reserved[0]!r} would replace the latent' if reserved else ''}")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
+    if not isinstance(metadata or {}, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in (metadata or {}).items()):
         raise InputError("metadata= must map strings to strings (safetensors metadata is text)")
     if not bool(torch.isfinite(tensor).all()):
         raise InputError(f"refusing to write {path}: the latent holds NaN or infinite values")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -134,6 +136,11 @@ class TinyAutoencoder(nn.Module):
             raise InputError(f"images must have shape (B, 3, H, W); got {tuple(images.shape)} "
                              "(add a batch dimension with .unsqueeze(0), convert grey/RGBA images to RGB)")
         limits.check_not_empty(images, "the image batch")
+        lo, hi = (float(v) for v in torch.aminmax(images.detach()))  # NaN propagates into both
+        if not (-0.5 <= lo and hi <= 1.5):  # 8-bit levels or [-1, 1] pictures would encode to garbage silently
+            fix = ("they hold NaN or infinite values" if not (math.isfinite(lo) and math.isfinite(hi)) else
+                   "convert 8-bit levels with / 255" if hi > 1.5 else "map [-1, 1] pictures with (x + 1) / 2")
+            raise InputError(f"images must hold values in [0, 1]; these span [{lo:.3g}, {hi:.3g}]: {fix}")
         return images.to(device=self.device, dtype=self.dtype)
 
     def _fit(self, x: torch.Tensor, fit: str, domain: str = "taesd") -> torch.Tensor:
