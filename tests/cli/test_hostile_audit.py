@@ -82,3 +82,11 @@ def test_an_empty_output_name_is_refused(inputs, command, monkeypatch, tmp_path)
     monkeypatch.chdir(tmp_path)  # '' would otherwise mean the folder the tests run in
     before = snapshot(tmp_path)
     assert_refused(run_cli(*[a.replace("{in}", str(inputs)) for a in command], "-o", ""), before, tmp_path)
+
+
+def test_a_named_previewer_that_is_nowhere_is_refused_not_replaced_by_the_shipped_one(inputs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    before = snapshot(inputs, out)
+    result = run_cli("preview", inputs / "x.safetensors", "--previewer", "my_previewer", "-o", out / "p.png")
+    assert_refused(result, before, inputs, out, match="my_previewer")

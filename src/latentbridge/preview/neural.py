@@ -107,8 +107,8 @@ def file_name(space: str | spaces.LatentSpace) -> str:
 def find(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None) -> Path:
     """The previewer file for ``space``: ``path`` if given, else the shipped one, else the user's model folders."""
     name = file_name(space)
-    if path is not None:
-        return weights.resolve(path, filenames=[name], folder="vae_approx")
+    if path is not None:  # the file the caller named, never the standard one in its place
+        return weights.resolve(path, folder="vae_approx")
     stem = name.removesuffix(".safetensors")
     try:
         return weights.resolve(stem, filenames=[name], models_dir=weights.PACKAGE_MODELS, allow_download=False)

@@ -101,8 +101,8 @@ def build_dataset(
     must be new, empty, or this same dataset (a rerun resumes it): a file the build did not write is never replaced.
     """
     all_sizes = _check_options(encoders, size, extra_sizes, crops, shard_size, batch_size)
-    listed = [] if isinstance(images, str | os.PathLike) else list(images)
-    if not listed or not all(isinstance(p, str | os.PathLike) for p in listed):
+    listed = None if isinstance(images, str | os.PathLike) else list(images)
+    if listed is None or not all(isinstance(p, str | os.PathLike) for p in listed):
         raise InputError(f"images= lists image paths (io.list_images(folder) lists a folder's); got {images!r:.80}")
     out, images = Path(out), [Path(p) for p in listed]
     old = _existing_dataset(out)
