@@ -90,3 +90,16 @@ def test_a_named_previewer_that_is_nowhere_is_refused_not_replaced_by_the_shippe
     before = snapshot(inputs, out)
     result = run_cli("preview", inputs / "x.safetensors", "--previewer", "my_previewer", "-o", out / "p.png")
     assert_refused(result, before, inputs, out, match="my_previewer")
+
+
+def test_a_tiny_decoder_of_another_space_with_the_same_channels_is_refused(tmp_path):
+    """TAEF2 (32 channels at 1/8) and Sana latents (32 channels at 1/32): decoding one with the other gave garbage."""
+    from tests.conftest import shared_file
+
+    decoder = shared_file("taef2_decoder.pth")
+    latent = Path(__file__).resolve().parents[2] / "src" / "latentbridge" / "data" / "examples" / "sana.safetensors"
+    out = tmp_path / "out"
+    out.mkdir()
+    before = snapshot(out)
+    result = run_cli("decode", latent, "--model", decoder, "-o", out / "d.png")
+    assert_refused(result, before, out, match="cannot serve sana")

@@ -17,7 +17,7 @@ import torch
 
 from .. import devices, spaces, weights
 from ..errors import InputError, WeightsFormatError, WeightsNotFoundError
-from . import layouts, taehv, video
+from . import arch, layouts, taehv, video
 from .model import TinyAutoencoder
 
 FOLDER = "vae_approx"
@@ -163,6 +163,10 @@ def _build(paths: Sequence[Path], *, part: str | None, name: str | None, label: 
     if found_space is not None and found_space.taesd_channels != channels:
         raise WeightsFormatError(f"{label}: a {channels}-channel model cannot serve {found_space.id} "
                                  f"({found_space.taesd_channels} channels in the taesd domain)")
+    if found_space is not None and found_space.downscale_in("taesd") != arch.DOWNSCALE[variant]:
+        raise WeightsFormatError(f"{label}: a {variant} model works at 1/{arch.DOWNSCALE[variant]} of the picture, "
+                                 f"{found_space.id} latents at 1/{found_space.downscale_in('taesd')}: it cannot serve "
+                                 f"{found_space.id}; load that space's tiny autoencoder")
     model = TinyAutoencoder(variant=variant, latent_channels=channels, encoder=nets.get("encoder"),
                             decoder=nets.get("decoder"), space=found_space, name=name and (name + (f"_{part}" if part else "")))
     return model.eval().requires_grad_(False)
