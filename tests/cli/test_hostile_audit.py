@@ -103,3 +103,18 @@ def test_a_tiny_decoder_of_another_space_with_the_same_channels_is_refused(tmp_p
     before = snapshot(out)
     result = run_cli("decode", latent, "--model", decoder, "-o", out / "d.png")
     assert_refused(result, before, out, match="cannot serve sana")
+
+
+def test_demo_never_replaces_files_in_a_folder_it_did_not_write(tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    (folder / "preview.png").write_bytes(b"the user's own picture")
+    before = snapshot(tmp_path)
+    assert_refused(run_cli("demo", "-o", folder), before, tmp_path, match="not empty")
+    assert_refused(run_cli("demo", "-o", ""), before, tmp_path, match="names no folder")
+
+
+def test_demo_reruns_into_its_own_folder(tmp_path):
+    assert run_cli("demo", "-o", tmp_path / "demo").code == 0
+    rerun = run_cli("demo", "-o", tmp_path / "demo")
+    assert rerun.code == 0, rerun.err

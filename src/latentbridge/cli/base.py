@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__, demo_data, hub, io, spaces, weights
+from ..errors import InputError
 from .common import add_latent_input, print_json, read_latent
 
 
@@ -80,8 +81,6 @@ def cmd_info(args: argparse.Namespace) -> int:
         for c in found.candidates[:6]:
             print(f"    {c.confidence:6.1%}  {c.space.id:<15} {c.domain:<6} {c.reason}")
     if info["nonfinite"]:
-        from ..errors import InputError
-
         raise InputError(f"{args.latent}: the latent holds {info['nonfinite']} NaN or infinite values")
     return 0
 
@@ -136,11 +135,29 @@ def demo(out: Path, ctx: demo_data.DemoContext) -> list[str]:
     return lines
 
 
+DEMO_MARK = ".latentbridge-demo"  # in a folder the demo wrote: a rerun may replace its pictures
+
+
+def _demo_folder(name: str) -> Path:
+    """The demo's output folder, made if new; an existing one must be empty or an earlier demo's, since the demo
+    replaces the files it writes (a user's own 'preview.png' must not be among them)."""
+    out = Path(name)
+    if not name.strip():
+        raise InputError("-o '' names no folder: give the folder for the demo's pictures")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} is a file, not a folder: give a new folder for the demo's pictures")
+    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARK).is_file():
+        raise InputError(f"{out} is not empty and was not written by the demo: give a new or empty folder, so that "
+                         "none of its files is replaced")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DEMO_MARK).touch()
+    return out
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import command_modules
 
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _demo_folder(args.output)
     ctx = demo_data.load()
     print(f"latentbridge demo: {len(ctx.images)} example photos, {len(ctx.latents)} example latents -> {out}/")
     for module in command_modules():
