@@ -59,6 +59,14 @@ def test_upscale_size_takes_whole_numbers_only():
     assert upscale.upscale(LATENT, "sd1", size=torch.Size([16, 16]), method="bilinear").shape == (1, 4, 16, 16)
 
 
+@pytest.mark.parametrize("scale", ["22", True, (True, 2), ("2", "2")])
+def test_upscale_scale_takes_numbers_only(scale):
+    from latentbridge import upscale
+
+    with pytest.raises(InputError, match="scale="):  # the text "22" was read as (2, 2), True as 1
+        upscale.upscale(LATENT, "sd1", scale, method="bilinear")
+
+
 def test_an_upscale_scale_too_large_to_have_a_size_is_an_input_error():
     from latentbridge import upscale
 

@@ -7,6 +7,7 @@ model and taesd domains; only the FLUX.2 2x2 packing does not commute, so packed
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Sequence
 
@@ -75,9 +76,10 @@ def pixel_size(hw: Sequence[int], space: spaces.LatentSpace, domain: str, *, wid
 
 
 def _pair(scale: Scale) -> tuple[float, float]:
-    try:
-        pair = (float(scale), float(scale)) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
-    except (TypeError, ValueError):
+    items = (scale, scale) if isinstance(scale, numbers.Real) else () if isinstance(scale, str) else scale
+    try:  # numbers only: a text "22" was read as (2, 2), True as 1
+        pair = tuple(float(s) for s in items if isinstance(s, numbers.Real) and not isinstance(s, bool))
+    except TypeError:
         pair = ()
     if len(pair) != 2 or not all(math.isfinite(s) and s > 0 for s in pair):
         raise InputError(f"scale={scale!r} is not a positive number or a (height, width) pair of them")
