@@ -194,3 +194,25 @@ def test_tiny_encode_refuses_pictures_outside_0_1_instead_of_encoding_garbage(mo
 
     with pytest.raises(InputError, match=r"in \[0, 1\]"):
         tiny.load(model_file).encode(images)
+
+
+def test_preview_refuses_factors_fitted_for_another_space_with_the_same_channels():
+    from latentbridge import preview
+    from latentbridge.preview import fit_factors
+
+    fitted = fit_factors([(torch.randn(2, 32, 8, 8), torch.rand(2, 3, 64, 64))], forms=("affine",), space="flux2")
+    with pytest.raises(InputError, match="fitted for flux2, not sana"):  # Sana latents have 32 channels too
+        preview.preview(torch.randn(1, 32, 8, 8), "sana", method="linear", domain="taesd", factors=fitted["affine"])
+
+
+def test_detect_refuses_an_image_size_hint_that_is_not_a_pair_of_whole_numbers():
+    from latentbridge import spaces
+
+    for size in ("abc", (64,), (64.5, 64)):
+        with pytest.raises(InputError, match="image_size"):  # a ValueError from unpacking before
+            spaces.detect(LATENT, hints={"image_size": size})
+
+
+def test_list_images_refuses_a_folder_that_is_not_a_path():
+    with pytest.raises(InputError, match="file path"):
+        io.list_images(None)

@@ -21,7 +21,7 @@ import difflib
 import fnmatch
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -1350,6 +1350,9 @@ def detect(tensor: torch.Tensor, hints: Mapping[str, object] | None = None) -> D
     want_space = get(str(hints["space"])) if hints.get("space") else None
     want_domain = check_domain(str(hints["domain"])) if hints.get("domain") else None
     image_size = hints.get("image_size")
+    if image_size is not None and (not isinstance(image_size, Sequence) or isinstance(image_size, str)
+                                   or len(image_size) != 2 or any(not isinstance(n, int) for n in image_size)):
+        raise InputError(f"hints['image_size'] is the (height, width) of the picture in pixels; got {image_size!r}")
 
     scored: list[tuple[float, Candidate]] = []
     for sp in _REGISTRY:

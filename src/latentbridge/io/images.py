@@ -232,7 +232,7 @@ def save_animation(path: str | os.PathLike, frames: Sequence[torch.Tensor], *, d
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files in ``folder`` and its subfolders, sorted."""
-    folder = Path(folder)
+    folder = as_path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of images")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())

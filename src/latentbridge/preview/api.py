@@ -53,7 +53,10 @@ def preview(
     if method == "linear":
         f = factors if isinstance(factors, Factors) else load_factors(factors) if factors is not None else default_factors(sp)
         with torch.no_grad():
-            out = f.preview(x, patch=patch, clamp=False)
+            out = f.preview(x, patch=patch, clamp=False)  # factors of other channels are refused here
+        if f.space is not None and spaces.get(f.space) is not sp:  # same channels pass, and give wrong colours
+            raise InputError(f"the factors ({f.source or 'given'}) were fitted for {f.space}, not {sp.id}: use {sp.id}'s "
+                             "factors (or fit them with fit_factors)")
         if not bool(torch.isfinite(out.sum())):  # one reduction: any NaN or infinity makes the sum non-finite
             out = _mark(out, _bad_pixels(x, patch))
         out = out.clamp_(0, 1)
