@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .. import spaces
 from ..errors import InputError
 from . import noise as _noise
 from .process import accepts_kind, check_sigmas, process_for
@@ -54,6 +55,8 @@ class Unsampler:
         if noise is not None:
             if not shared_noise:
                 raise InputError("pass either noise (one tensor shared by every step) or shared_noise=False, not both")
+            if not spaces.check_tensor(noise, "noise").is_floating_point():
+                raise InputError(f"the noise must be a floating-point tensor; got {noise.dtype}")
             if noise.shape != reference.shape:
                 raise InputError(f"the noise has shape {tuple(noise.shape)} but the reference {tuple(reference.shape)}: "
                                  "they must match")
