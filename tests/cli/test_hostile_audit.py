@@ -118,3 +118,9 @@ def test_demo_reruns_into_its_own_folder(tmp_path):
     assert run_cli("demo", "-o", tmp_path / "demo").code == 0
     rerun = run_cli("demo", "-o", tmp_path / "demo")
     assert rerun.code == 0, rerun.err
+
+
+def test_a_line_break_in_a_file_name_keeps_the_error_on_one_line(tmp_path):
+    before = snapshot(tmp_path)
+    result = run_cli("info", tmp_path / "miss\ning.safetensors")
+    assert_refused(result, before, tmp_path, match="miss\\ning.safetensors: no such file")

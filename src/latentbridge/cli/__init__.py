@@ -96,6 +96,11 @@ def build_parser() -> Parser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """``message`` on one line: a line break (in a file name, say) is written as ``\\n``."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one command; 0 on success, 2 on bad input with one ``error:`` line."""
     parser = build_parser()
@@ -119,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         message = in_flags(str(e), command_options(parser, args)) if isinstance(e, LatentBridgeError) else (
             f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
-        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.write(f"error: {_one_line(message)}\n")
         return 2
     except (KeyboardInterrupt, Stopped):
         return _interrupted(received[0] if received else signal.SIGINT)
