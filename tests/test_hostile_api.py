@@ -154,6 +154,7 @@ def _misuse():
         "mixing sigmas text": lambda: mixing.sample(lambda z, s: z * 0, LATENT, "abc"),
         "mixing sigmas ragged": lambda: mixing.sample(lambda z, s: z * 0, LATENT, [[1.0], [0.5, 0.1]]),
         "mixing no denoiser": lambda: mixing.sample(None, LATENT, [1.0, 0.0]),
+        "mixing callback not callable": lambda: mixing.sample(lambda z, s: z * 0, LATENT, [1.0, 0.0], callback=5),
         "mixing meta noise": lambda: mixing.sample(lambda z, s: z * 0, LATENT, [1.0, 0.0],
                                                    noise=torch.empty(1, 4, 8, 8, device="meta")),
         "mixing integer noise": lambda: mixing.sample(lambda z, s: z * 0, LATENT, [1.0, 0.0],

@@ -94,6 +94,8 @@ def sample(
         raise InputError("the reference must be a floating-point latent tensor in the model domain")
     if not callable(denoiser):
         raise InputError(f"denoiser= is a function (x, sigma) -> x0 estimate; got {type(denoiser).__name__}")
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback= is a function called after each step, or None; got {type(callback).__name__}")
     limits.check_not_empty(reference, "the reference")
     sig = check_sigmas(sigmas, prediction).to(reference.device)
     steps = len(sig) - 1
