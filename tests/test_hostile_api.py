@@ -221,3 +221,34 @@ def test_detect_refuses_an_image_size_hint_that_is_not_a_pair_of_whole_numbers()
 def test_list_images_refuses_a_folder_that_is_not_a_path():
     with pytest.raises(InputError, match="file path"):
         io.list_images(None)
+
+
+def test_a_meta_device_is_refused_where_models_would_run():
+    from latentbridge import devices
+
+    with pytest.raises(InputError, match="device='meta' holds no data"):
+        devices.resolve("meta")
+
+
+def test_a_resize_target_beyond_the_pixel_limit_is_refused_before_reading(tmp_path):
+    from latentbridge import io
+
+    path = io.save_image(tmp_path / "a.png", torch.rand(1, 3, 8, 8))
+    with pytest.raises(InputError, match="LATENTBRIDGE_MAX_PIXELS"):
+        io.load_image(path, size=10**9)
+
+
+def test_a_preview_of_a_huge_expanded_batch_is_refused_before_it_is_computed():
+    from latentbridge import preview
+
+    with pytest.raises(InputError, match="fewer latents at a time"):
+        preview.preview(torch.randn(1, 4, 1, 1).expand(10**6, 4, 32, 32), "sd1")
+
+
+@pytest.mark.parametrize("eta", [-1, float("nan"), float("inf"), "1"])
+def test_an_ancestral_noise_amount_that_is_no_finite_number_at_least_0_is_refused(eta):
+    from latentbridge import mixing
+
+    with pytest.raises(InputError, match="eta="):
+        mixing.run_sampler("euler_ancestral", lambda x, s, **k: x, torch.randn(1, 4, 4, 4), torch.tensor([1.0, 0.0]),
+                           eta=eta)

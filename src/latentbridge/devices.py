@@ -33,6 +33,7 @@ def resolve(device: str | torch.device | None, *, default: str | torch.device = 
     GPU when there is one, else the CPU. CUDA, MPS and XPU devices are checked against what this machine has, other
     backends (a host's, such as DirectML) by placing an empty tensor there; a device that fails gets an
     :class:`InputError` naming what is available."""
+    named = device is not None  # the caller's own choice; a default follows the tensors it came from
     if device is None:
         device = default
     if isinstance(device, str) and device.strip().lower() == AUTO:
@@ -41,6 +42,8 @@ def resolve(device: str | torch.device | None, *, default: str | torch.device = 
         dev = torch.device(device.strip() if isinstance(device, str) else device)
     except (RuntimeError, TypeError, ValueError):
         raise InputError(f"device={device!r} is not a device: use {_choices()}") from None
+    if dev.type == "meta" and named:
+        raise InputError(f"device={str(device)!r} holds no data, so nothing can run there: use {_choices()}")
     if dev.type in ("cpu", "meta"):
         return dev
     count = {"cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,

@@ -33,6 +33,7 @@ def load_image(path: str | os.PathLike, *, size: int | tuple[int, int] | None = 
         h, w = (size, size) if not isinstance(size, tuple | list) or len(size) != 2 else size
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (h, w)):
             raise InputError(f"size={size!r}: give a side or (height, width) of whole numbers >= 1")
+        limits.check_pixels(1, h, w, what="the resized image", fix="use a smaller size=")
     image = open_image(path, rgb=size is not None)
     if size is not None:
         image = image.resize((w, h), Image.Resampling.LANCZOS)

@@ -140,6 +140,9 @@ def run_sampler(name: str, model: Model, x: torch.Tensor, sigmas: torch.Tensor, 
                 before_step: Hook | None = None) -> torch.Tensor:
     """Run the sampler called ``name`` for a model of ``prediction``; ``seed`` feeds the ancestral noise."""
     check_sampler(name, prediction)
+    for label, value in (("eta", eta), ("s_noise", s_noise)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise InputError(f"{label}={value!r} is not a finite number >= 0 (1 is the usual ancestral noise, 0 none)")
     process = process_for(prediction)
     if name == "euler_ancestral":
         return sample_euler_ancestral(model, x, sigmas, extra_args, callback, disable, process=process, eta=eta,

@@ -47,9 +47,12 @@ def preview(
     if method not in METHODS:
         raise InputError(f"unknown preview method {method!r}: use one of {', '.join(METHODS)}")
     x, patch = _taesd_input(latent, sp, domain)
-    if size is not None:  # refused before anything is computed
-        h, w = _target((x.shape[-2] * patch, x.shape[-1] * patch), size)
-        limits.check_pixels(limits.items(x), h, w, what="the preview", fix="use a smaller size=")
+    natural = (x.shape[-2] * patch, x.shape[-1] * patch)  # one pixel per taesd-domain latent pixel; tiny: full size
+    if method == "tiny":
+        natural = (natural[0] * sp.taesd_downscale, natural[1] * sp.taesd_downscale)
+    h, w = _target(natural, size) if size is not None else natural  # refused before anything is computed
+    limits.check_pixels(limits.items(x), h, w, what="the preview",
+                        fix="use a smaller size=" if size is not None else "preview fewer latents at a time")
     if method == "linear":
         f = factors if isinstance(factors, Factors) else load_factors(factors) if factors is not None else default_factors(sp)
         with torch.no_grad():
