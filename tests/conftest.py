@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
+
+from latentbridge.tiny import layouts
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LATENTBRIDGE_SHARED", ROOT.parent / "shared"))
@@ -66,3 +69,16 @@ def wan_latent() -> torch.Tensor:
         pytest.skip(f"{SHARED_WAN_LATENT} is absent: the real Wan 2.1 latent lives in ../shared/data/latents "
                     "(not committed)")
     return torch.load(SHARED_WAN_LATENT, map_location="cpu", weights_only=True).permute(0, 2, 1, 3, 4).contiguous()
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    """A small random standard 4-channel tiny autoencoder that says it serves SD1 (diffusers layout)."""
+    torch.manual_seed(0)
+    tensors = {f"encoder.layers.{k}": v for k, v in layouts.build("encoder", "standard", 4).state_dict().items()}
+    for k, v in layouts.build("decoder", "standard", 4).state_dict().items():
+        index, rest = k.split(".", 1)
+        tensors[f"decoder.layers.{int(index) - 1}.{rest}"] = v
+    path = tmp_path_factory.mktemp("models") / "tiny_sd1.safetensors"
+    save_file(tensors, str(path), metadata={"latentbridge.space": "sd1"})
+    return path

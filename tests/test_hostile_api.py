@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.cli.test_hostile_files import model_file  # noqa: F401  (the fixture: a small random SD1 tiny autoencoder)
 
 from latentbridge import io
 from latentbridge.errors import InputError
@@ -74,7 +73,7 @@ def test_an_upscale_scale_too_large_to_have_a_size_is_an_input_error():
         upscale.upscale(LATENT, "sd1", 1e308, method="bilinear")
 
 
-def _meta_calls(model_file):  # noqa: F811
+def _meta_calls(model_file):
     from latentbridge import interposer, preview, spaces, tiny, upscale
     from latentbridge.preview.fit import fit_factors
 
@@ -95,7 +94,7 @@ def _meta_calls(model_file):  # noqa: F811
 
 @pytest.mark.parametrize("call", ["preview", "upscale", "interposer.convert", "spaces.detect", "spaces.convert_domain",
                                   "io.save_latent", "tiny decode", "tiny encode", "fit_factors"])
-def test_a_meta_tensor_is_refused_as_holding_no_values(call, model_file, tmp_path, monkeypatch):  # noqa: F811
+def test_a_meta_tensor_is_refused_as_holding_no_values(call, model_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="meta device hold no values"):
         _meta_calls(model_file)[call]()
@@ -194,7 +193,7 @@ def test_save_latent_refuses_metadata_that_is_not_a_mapping(tmp_path):
 
 @pytest.mark.parametrize("images", [torch.rand(1, 3, 64, 64) * 255, torch.rand(1, 3, 64, 64) * 2 - 1,
                                     torch.full((1, 3, 64, 64), float("nan"))], ids=["8-bit levels", "[-1, 1]", "NaN"])
-def test_tiny_encode_refuses_pictures_outside_0_1_instead_of_encoding_garbage(model_file, images):  # noqa: F811
+def test_tiny_encode_refuses_pictures_outside_0_1_instead_of_encoding_garbage(model_file, images):
     from latentbridge import tiny
 
     with pytest.raises(InputError, match=r"in \[0, 1\]"):

@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 from tests.contract import assert_refused, run_cli, small_disk, snapshot
 from tests.io.hostile import IMAGE_FILES, LATENT_FILES, PHOTO, png16
 
 from latentbridge import io
-from latentbridge.tiny import layouts
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_tiny_cache")
 
@@ -32,17 +30,6 @@ LATENT_COMMANDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    """A small random standard 4-channel tiny autoencoder that says it serves SD1."""
-    torch.manual_seed(0)
-    tensors = {f"encoder.layers.{k}": v for k, v in layouts.build("encoder", "standard", 4).state_dict().items()}
-    for k, v in layouts.build("decoder", "standard", 4).state_dict().items():
-        index, rest = k.split(".", 1)
-        tensors[f"decoder.layers.{int(index) - 1}.{rest}"] = v
-    path = tmp_path_factory.mktemp("models") / "tiny_sd1.safetensors"
-    save_file(tensors, str(path), metadata={"latentbridge.space": "sd1"})
-    return path
 
 
 def _folders(tmp_path: Path) -> tuple[Path, Path]:

@@ -2,11 +2,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from latentbridge import io, tiny
 from latentbridge.cli import main
-from latentbridge.tiny import layouts
 
 pytestmark = pytest.mark.usefixtures("one_thread", "fresh_tiny_cache")
 
@@ -17,17 +15,6 @@ def run(capsys, *argv):
     return code, out, err
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory) -> Path:
-    """A small random standard 4-channel model that says it serves SD1 (diffusers layout)."""
-    torch.manual_seed(0)
-    tensors = {f"encoder.layers.{k}": v for k, v in layouts.build("encoder", "standard", 4).state_dict().items()}
-    for k, v in layouts.build("decoder", "standard", 4).state_dict().items():
-        index, rest = k.split(".", 1)
-        tensors[f"decoder.layers.{int(index) - 1}.{rest}"] = v
-    path = tmp_path_factory.mktemp("models") / "tiny_sd1.safetensors"
-    save_file(tensors, str(path), metadata={"latentbridge.space": "sd1"})
-    return path
 
 
 def _images(folder: Path, *sizes: tuple[int, int]) -> list[Path]:
