@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import threading
 import zipfile
 from collections import OrderedDict
@@ -166,14 +167,24 @@ def safetensors_header(path: str | os.PathLike) -> SafetensorsHeader:
 
 def _weight_file(path: object) -> Path:
     """``path`` as a Path to an existing file; a folder, a missing file or a value that is not a path is refused."""
+    _stat_file(path)
+    return Path(path)  # type: ignore[arg-type]
+
+
+def _stat_file(path: object) -> os.stat_result:
+    """The ``os.stat`` of a weight file, from one system call (the model cache asks on every hit); refusals as
+    :func:`_weight_file` says."""
     if not isinstance(path, str | os.PathLike) or not str(path):
         raise InputError(f"expected a weight file path (str or os.PathLike), got {path!r}")
-    path = Path(path)
-    if path.is_dir():
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        raise WeightsNotFoundError(f"{path}: no such weight file") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{path} is a folder, not a weight file: name the file inside it")
-    if not path.is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise WeightsNotFoundError(f"{path}: no such weight file")
-    return path
+    return st
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -317,8 +328,8 @@ def cached(paths: str | os.PathLike | Sequence[str | os.PathLike], key: tuple, m
     """``make()``, remembered per (file or files, their modification times and sizes, ``key``): a replaced file is
     read again. At most :data:`CACHE_SIZE` entries, least recently used first out; thread-safe."""
     many = isinstance(paths, Sequence) and not isinstance(paths, str)
-    files = [_weight_file(p) for p in (paths if many else [paths])]  # checked before they are looked at
-    full = (*((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in files), *key)
+    stats = [(p, _stat_file(p)) for p in (paths if many else [paths])]  # checked before they are looked at
+    full = (*((os.path.abspath(p), st.st_mtime_ns, st.st_size) for p, st in stats), *key)
     with _models_lock:
         if full in _models:
             _models.move_to_end(full)

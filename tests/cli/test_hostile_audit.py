@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.cli.test_hostile_files import model_file  # noqa: F401  (the fixture: a small random SD1 tiny autoencoder)
 from tests.contract import assert_refused, run_cli, snapshot
 
 from latentbridge import io
@@ -20,7 +19,7 @@ PHOTO = Path(__file__).resolve().parents[2] / "src" / "latentbridge" / "data" / 
 
 
 @pytest.fixture
-def inputs(tmp_path, model_file) -> Path:  # noqa: F811
+def inputs(tmp_path, model_file) -> Path:
     """A folder holding an SD1 latent, a photo and the tiny autoencoder, as a user's working folder would."""
     folder = tmp_path / "in"
     folder.mkdir()

@@ -160,6 +160,7 @@ def default_factors(space: str | spaces.LatentSpace) -> Factors:
     return _default(spaces.get(space).id)
 
 
+@cache  # package data, fixed for the process: a preview call must not pay a file check (10 us of a 90 us preview)
 def _default(space: str) -> Factors:
     shipped = PACKAGE_MODELS / f"factors-{space}.safetensors"
     return load_factors(shipped) if shipped.is_file() else builtin(space)
