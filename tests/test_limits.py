@@ -93,3 +93,28 @@ def test_every_public_function_refuses_empty_tensors_with_one_clear_error(call, 
 def test_preview_refuses_sizes_that_are_not_positive_whole_pixels(size):
     with pytest.raises(InputError, match="size="):
         preview.preview(torch.randn(1, 4, 8, 8), "sd1", size=size)
+
+
+@pytest.mark.parametrize("value", [0, -3, 1.5, True, "2", None])
+def test_check_whole_refuses_anything_but_a_whole_number_in_range_naming_the_parameter(value):
+    with pytest.raises(InputError, match=f"chunk={value!r} is not a whole number of latent frames >= 1"):
+        limits.check_whole("chunk", value, unit="latent frames")
+
+
+def test_check_whole_gives_the_number_back_and_names_an_upper_bound():
+    assert limits.check_whole("quality", 100, maximum=100) == 100
+    with pytest.raises(InputError, match="quality=101 is not a whole number from 1 to 100"):
+        limits.check_whole("quality", 101, maximum=100)
+
+
+@pytest.mark.parametrize(("default", "text", "want"), [(5, "1e3", 1000), (5, "1_000", 1000), (5.0, "2.5", 2.5)])
+def test_a_setting_reads_numbers_from_the_environment_when_called(monkeypatch, default, text, want):
+    monkeypatch.setenv("LATENTBRIDGE_TEST_SETTING", text)
+    assert limits.setting("LATENTBRIDGE_TEST_SETTING", default) == want
+
+
+@pytest.mark.parametrize(("default", "text"), [(5, "2.5"), (5, "0"), (5, "inf"), (5, "two"), (5.0, "-1"), (5.0, "nan")])
+def test_a_setting_that_is_no_number_in_range_is_refused_by_name(monkeypatch, default, text):
+    monkeypatch.setenv("LATENTBRIDGE_TEST_SETTING", text)
+    with pytest.raises(InputError, match=r"\$LATENTBRIDGE_TEST_SETTING="):
+        limits.setting("LATENTBRIDGE_TEST_SETTING", default)

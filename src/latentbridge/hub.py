@@ -13,12 +13,12 @@ offline. The settings are read when called:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HubError, InputError
+from . import limits
+from .errors import HubError
 
 ENV_ATTEMPTS = "LATENTBRIDGE_HUB_ATTEMPTS"
 ENV_TIMEOUT = "LATENTBRIDGE_HUB_TIMEOUT"
@@ -46,25 +46,12 @@ class HubFile:
 
 def attempts() -> int:
     """How many times a download asks for the file before giving up (``LATENTBRIDGE_HUB_ATTEMPTS``)."""
-    return _setting(ENV_ATTEMPTS, DEFAULT_ATTEMPTS, int, "a whole number of attempts >= 1")
+    return int(limits.setting(ENV_ATTEMPTS, DEFAULT_ATTEMPTS))
 
 
 def timeout() -> float:
     """Seconds each attempt waits for the server (``LATENTBRIDGE_HUB_TIMEOUT``)."""
-    return _setting(ENV_TIMEOUT, DEFAULT_TIMEOUT, float, "a number of seconds > 0")
-
-
-def _setting(name: str, default, kind: type, what: str):
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = kind(text)
-    except ValueError:
-        value = None
-    if value is None or not value > 0 or value != value or value == float("inf"):
-        raise InputError(f"${name}={text!r} is not {what}; unset it to use {default}")
-    return value
+    return float(limits.setting(ENV_TIMEOUT, DEFAULT_TIMEOUT))
 
 
 def endpoint() -> str:

@@ -26,24 +26,39 @@ DEFAULT_MAX_STEPS = 100_000
 
 def max_pixels() -> int:
     """The most image pixels one call may produce (``LATENTBRIDGE_MAX_PIXELS``)."""
-    return _setting(ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS)
+    return setting(ENV_MAX_PIXELS, DEFAULT_MAX_PIXELS)
 
 
 def max_steps() -> int:
     """The most steps a schedule may have (``LATENTBRIDGE_MAX_STEPS``)."""
-    return _setting(ENV_MAX_STEPS, DEFAULT_MAX_STEPS)
+    return setting(ENV_MAX_STEPS, DEFAULT_MAX_STEPS)
 
 
-def _setting(name: str, default: int) -> int:
+def setting(name: str, default: int | float) -> int | float:
+    """The environment variable ``name`` as a number above 0 (a whole number >= 1 where ``default`` is an int), read
+    when called; ``default`` when it is unset; :class:`InputError` naming the variable otherwise."""
     text = os.environ.get(name, "").strip().replace("_", "")
     if not text:
         return default
+    whole = isinstance(default, int)
     try:
-        value = int(float(text))
-    except (ValueError, OverflowError):  # not a number, NaN or infinite
-        value = 0
-    if value < 1:
-        raise InputError(f"${name}={os.environ[name]!r} is not a whole number >= 1; unset it to use {default}")
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    fits = math.isfinite(value) and (value >= 1 and value == int(value) if whole else value > 0)
+    if not fits:
+        raise InputError(f"${name}={os.environ[name]!r} is not {'a whole number >= 1' if whole else 'a number > 0'}; "
+                         f"unset it to use {default}")
+    return int(value) if whole else value
+
+
+def check_whole(name: str, value: object, *, unit: str = "", minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` when it is a whole number (not a bool) from ``minimum`` to ``maximum``; else an :class:`InputError`
+    that names the parameter ``name`` and, where given, what it counts (``unit``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        what = f" of {unit}" if unit else ""
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise InputError(f"{name}={value!r} is not a whole number{what} {bounds}")
     return value
 
 

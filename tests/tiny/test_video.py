@@ -196,7 +196,7 @@ def test_bad_inputs_get_one_clear_error(published):
         m.decode(torch.randn(1, 4, 3, 2, 2))
     with pytest.raises(InputError, match="empty"):
         m.decode(torch.randn(1, 16, 0, 2, 2))
-    with pytest.raises(InputError, match="chunk must be a positive"):
+    with pytest.raises(InputError, match="chunk=0 is not a whole number of latent frames >= 1"):
         m.decode(_latent(m), chunk=0)
     with pytest.raises(InputError, match="multiple of 8"):
         m.encode(torch.rand(1, 3, 5, 12, 16))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .. import demo_data, io, metrics, spaces
+from .. import demo_data, io, limits, metrics, spaces
 from ..errors import InputError, LatentBridgeError
 from .common import add_latent_input, add_output, check_output, read_latent
 
@@ -176,8 +176,8 @@ def _need_video_model(model, what: str) -> None:
 
 
 def _check_tile(args: argparse.Namespace) -> None:
-    if args.tile is not None and args.tile < 1:
-        raise InputError(f"--tile {args.tile} is not a positive number of latent pixels")
+    if args.tile is not None:
+        limits.check_whole("tile", args.tile, unit="latent pixels")
 
 
 def output_paths(output: str, count: int, *, grid: bool) -> list[Path]:

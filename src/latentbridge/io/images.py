@@ -153,8 +153,8 @@ def save_image(path: str | os.PathLike, images: torch.Tensor, *, nrow: int | Non
                quality: int = 95) -> Path:
     """Write images in [0, 1] atomically; a batch becomes a grid."""
     limits.check_not_empty(_check_images(images), "the image batch")
-    if nrow is not None and (not isinstance(nrow, int) or isinstance(nrow, bool) or nrow < 1):
-        raise InputError(f"nrow={nrow!r} is not a whole number of images per row >= 1")
+    if nrow is not None:
+        limits.check_whole("nrow", nrow, unit="images per row")
     x = images if images.ndim == 4 else images.unsqueeze(0)
     if x.shape[0] > 1:
         x = make_grid(x, nrow=nrow)
@@ -196,8 +196,7 @@ def _format_of(path: Path) -> str:
 
 
 def _check_quality(quality: object) -> None:
-    if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
-        raise InputError(f"quality={quality!r} is not a whole number from 1 to 100")
+    limits.check_whole("quality", quality, maximum=100)
 
 
 def _write(image: Image.Image, tmp: Path, path: Path, quality: int) -> None:
@@ -221,8 +220,7 @@ def save_animation(path: str | os.PathLike, frames: Sequence[torch.Tensor], *, d
         raise InputError("an animation needs at least one frame")
     for frame in frames:
         limits.check_not_empty(frame, "a frame")
-    if isinstance(duration_ms, bool) or not isinstance(duration_ms, int) or duration_ms < 1:
-        raise InputError(f"duration_ms={duration_ms!r} is not a whole number of milliseconds >= 1")
+    limits.check_whole("duration_ms", duration_ms, unit="milliseconds")
     pil = [tensor_to_pil(f if f.ndim == 3 or f.shape[0] == 1 else make_grid(f))[0] for f in frames]
     fmt = "WEBP" if path.suffix.lower() == ".webp" else "GIF"
     with atomic_path(path, overwrite=overwrite) as tmp:

@@ -57,8 +57,7 @@ def check_options(*, ridge: float = DEFAULT_RIDGE, patch: int = 1) -> None:
     """Refuse a ridge that is negative or not finite, or a patch below 1 (before any image is encoded)."""
     if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
         raise InputError(f"ridge={ridge!r} is not a finite number >= 0 (the default is {DEFAULT_RIDGE:g})")
-    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
-        raise InputError(f"patch={patch!r} is not a whole number >= 1")
+    limits.check_whole("patch", patch)
 
 
 def fit_factors(pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], *, forms: Sequence[str] = FORMS,

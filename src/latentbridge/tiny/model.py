@@ -18,8 +18,8 @@ TILE_PIXELS = 1024  # the side of such a tile in image pixels
 
 
 def _check_tile(tile: object) -> None:
-    if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
-        raise InputError(f"tile={tile} is not a positive number of latent pixels")
+    if tile is not None:
+        limits.check_whole("tile", tile, unit="latent pixels")
 
 
 class TinyAutoencoder(nn.Module):

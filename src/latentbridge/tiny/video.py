@@ -210,9 +210,7 @@ class TinyVideoAutoencoder(TinyAutoencoder):
 
 
 def _positive(chunk: int) -> int:
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise InputError(f"chunk must be a positive number of latent frames, got {chunk!r}")
-    return chunk
+    return limits.check_whole("chunk", chunk, unit="latent frames")
 
 
 def _frames(clip: torch.Tensor, patch: int) -> torch.Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .. import spaces
+from .. import limits, spaces
 from ..errors import InputError
 
 # name -> (F.interpolate mode, antialias)
@@ -113,8 +113,7 @@ def resample_frames(latent: torch.Tensor, frames: int, method: str = "bilinear")
     has about ``1 + (frames - 1) * temporal_downscale`` frames. The weights sum to one, so this commutes with the
     affine maps between domains. Blending latents is not motion interpolation: fast motion shows as a cross-fade.
     """
-    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
-        raise InputError(f"frames must be a whole number of latent frames >= 1, got {frames!r}")
+    limits.check_whole("frames", frames, unit="latent frames")
     if latent.ndim != 5:
         raise InputError(f"frames= resamples the frame axis of a video latent (B, C, T, H, W); this latent has shape "
                          f"{tuple(latent.shape)}")
