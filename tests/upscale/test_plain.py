@@ -7,7 +7,7 @@ import torch
 
 from latentbridge import spaces
 from latentbridge.errors import InputError
-from latentbridge.upscale import PLAIN_METHODS, resample, resample_latent, target_size, upscale
+from latentbridge.upscale import PLAIN_METHODS, resample, target_size, upscale
 
 SPACES = [s.id for s in spaces.all()]
 
@@ -142,4 +142,12 @@ def test_upscale_bad_method_channels_and_domain_are_clear_errors():
     with pytest.raises(InputError, match="C=16"):
         upscale(x, "flux1", 2, method="bicubic")
     with pytest.raises(InputError, match="unknown domain"):
-        resample_latent(x, "sd1", 2, domain="pixels")
+        upscale(x, "sd1", 2, method="bicubic", domain="pixels")
+
+
+def test_resample_latent_is_a_deprecated_name_of_plain_upscale():
+    x = torch.randn(1, 4, 8, 8)
+    with pytest.warns(DeprecationWarning, match="upscale"):
+        from latentbridge.upscale import resample_latent
+    assert torch.equal(resample_latent(x, "sd1", 2), upscale(x, "sd1", 2, method="bicubic"))
+    assert torch.equal(resample_latent(x, "sd1", 2, method="area"), upscale(x, "sd1", 2, method="area"))

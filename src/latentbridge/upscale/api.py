@@ -11,7 +11,7 @@ import torch
 from .. import limits, spaces
 from ..errors import InputError
 from .learned import LearnedUpscaler, upscale_learned
-from .plain import PLAIN_METHODS, Scale, plain_method, resample, resample_frames, resample_latent, target_size
+from .plain import PLAIN_METHODS, Scale, plain_method, resample, resample_frames, resample_in_domain, target_size
 
 LEARNED = ("nn", "learned")
 METHODS = ("nn", *PLAIN_METHODS)  # what a user picks from: the learned upscaler, then the plain methods
@@ -38,11 +38,13 @@ def upscale(
     frame axis to that many latent frames (see :func:`~latentbridge.upscale.plain.resample_frames`: linear between
     neighbouring frames, first and last kept; ``2T - 1`` doubles the frame rate; nearest with method 'nearest').
     """
-    _check_result(latent, spaces.get(space), domain, scale, size, frames)
+    sp = spaces.get(space)
+    _check_result(latent, sp, domain, scale, size, frames)
     if isinstance(method, str) and method.lower() in LEARNED:
-        out = upscale_learned(latent, space, scale, domain=domain, size=size, model=model)
+        out = upscale_learned(latent, sp, scale, domain=domain, size=size, model=model)
     else:
-        out = resample_latent(latent, space, scale, method=plain_method(method), domain=domain, size=size)
+        spaces.validate(latent, sp, domain, finite=False)
+        out = resample_in_domain(latent, sp, target_size(latent.shape[-2:], scale, size), plain_method(method), domain)
     if frames is None:
         return out
     return resample_frames(out, frames, "bilinear" if method.lower() in LEARNED else method)

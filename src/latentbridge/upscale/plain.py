@@ -131,25 +131,14 @@ def resample_frames(latent: torch.Tensor, frames: int, method: str = "bilinear")
     return out.to(latent.dtype).reshape(b, c, h, w, frames).permute(0, 1, 4, 2, 3).contiguous()
 
 
-def resample_latent(
-    latent: torch.Tensor,
-    space: str | spaces.LatentSpace,
-    scale: Scale | None = None,
-    *,
-    method: str = "bicubic",
-    domain: spaces.Domain = spaces.DEFAULT_DOMAIN,
-    size: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Resample a latent of ``space`` in ``domain`` (raw, model or taesd) by ``scale`` or to ``size`` (latent pixels
-    in that domain); returns a new tensor in the same domain, device and dtype. Packed spaces (FLUX.2) are resampled
-    unpacked, so the output size in a packed domain must be whole patches.
+def resample_in_domain(latent: torch.Tensor, sp: spaces.LatentSpace, size: tuple[int, int], method: str,
+                       domain: spaces.Domain) -> torch.Tensor:
+    """Resample a checked latent of ``sp`` in ``domain`` to ``size`` (latent pixels in that domain). Packed spaces
+    (FLUX.2) are resampled unpacked, so the size in a packed domain must be whole patches.
     """
-    sp = spaces.get(space)
-    spaces.validate(latent, sp, domain, finite=False)
-    out_hw = target_size(latent.shape[-2:], scale, size)
     if sp.packing is None or domain == "taesd":
-        return resample(latent, out_hw, method)
+        return resample(latent, size, method)
     p = sp.packing.patch
     unpacked = spaces.convert_domain(latent, sp, domain, "taesd")
-    out = resample(unpacked, (out_hw[0] * p, out_hw[1] * p), method)
+    out = resample(unpacked, (size[0] * p, size[1] * p), method)
     return spaces.convert_domain(out, sp, "taesd", domain)
