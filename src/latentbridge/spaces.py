@@ -76,6 +76,16 @@ class TinyModel:
 
 
 @dataclass(frozen=True)
+class PreviewRung:
+    """One rung of a space's neural preview ladder: the model ``name`` its file is found by (``<name>.safetensors``,
+    shipped with latentbridge or in the user's model folders) and its ``scale``, output pixels per taesd-domain
+    latent pixel along each side (FLUX.2: 1 gives /8, 2 gives /4)."""
+
+    name: str
+    scale: int = 1
+
+
+@dataclass(frozen=True)
 class MixingPreset:
     """Starting settings of one mixing upscale for a family (see latentbridge.mixing.presets for where they come from)."""
 
@@ -108,6 +118,7 @@ class LatentSpace:
     rgb_factors: tuple[tuple[float, float, float], ...] | None = None  # rows = taesd-domain channels, to [-1, 1]
     rgb_bias: tuple[float, float, float] | None = None
     tiny_models: tuple[TinyModel, ...] = ()  # published tiny autoencoders, the preferred image one first
+    previewers: tuple[PreviewRung, ...] | None = None  # the neural preview ladder; None: one rung, previewer-<id>
     interposer_code: str | None = None  # code in city96's v4.0 file names
     prediction: Prediction = "eps"
     comfy_format: str | None = None  # ComfyUI latent_formats class name
@@ -134,11 +145,21 @@ class LatentSpace:
         for stats in (self.latents_mean, self.latents_std):
             if stats is not None and len(stats) != self.channels:
                 raise ValueError(f"{self.id}: per-channel statistics need {self.channels} values")
+        scales = [r.scale for r in self.preview_rungs]
+        if len(set(scales)) != len(scales) or any(s < 1 or self.taesd_downscale % s for s in scales):
+            raise ValueError(f"{self.id}: preview rungs need distinct scales that divide {self.taesd_downscale}")
 
     @property
     def tiny(self) -> str | None:
         """Name of the preferred image (TAESD-family) tiny autoencoder, or None."""
         return next((m.name for m in self.tiny_models if not m.video), None)
+
+    @property
+    def preview_rungs(self) -> tuple[PreviewRung, ...]:
+        """The neural preview ladder, coarsest (cheapest) rung first; a space that declares none has one rung at
+        latent resolution named ``previewer-<id>``."""
+        rungs = self.previewers if self.previewers is not None else (PreviewRung(f"previewer-{self.id}"),)
+        return tuple(sorted(rungs, key=lambda r: r.scale))
 
     @property
     def taesd_channels(self) -> int:
@@ -883,6 +904,7 @@ _REGISTRY: list[LatentSpace] = [
         id="flux2", title="FLUX.2", channels=128, downscale=16, packing=Packing(patch=2, unpacked_channels=32),
         aliases=("flux.2", "Flux2"), rgb_factors=_FLUX2_RGB, rgb_bias=(-0.0329, -0.0718, -0.0851),
         tiny_models=(TinyModel("taef2", variant="flux_2", hub=HubFile("madebyollin/taef2", "taef2.safetensors")),),
+        previewers=(PreviewRung("previewer-flux2"), PreviewRung("previewer-flux2-x2", scale=2)),
         comfy_format="Flux2", prediction="flow", diffusers_pipelines=("Flux2",), diffusers_vaes=("AutoencoderKLFlux2",),
         prior=0.8,
         notes=("raw = model = ComfyUI's LATENT: the 32-channel VAE latent packed 2x2 (channel 4c+2i+j) and "

@@ -39,7 +39,14 @@ def preview(
     image size (a video latent goes through the space's tiny video decoder's cheaper preview path, one frame per
     latent frame, where the space has one). ``size`` resizes the result: an int is the longer side, a pair is
     (height, width). ``factors`` replaces the default factors (the fitted ones shipped for the space, else the
-    registry's; a :class:`Factors` or a factors file), ``previewer`` the shipped neural previewer (a file). Device
+    registry's; a :class:`Factors` or a factors file), ``previewer`` the shipped neural previewer (a file, used at
+    its own scale).
+
+    ``neural`` without ``previewer`` climbs the space's preview ladder (FLUX.2: /8 and /4 previewers): with ``size``
+    it runs the rung whose output's longer side is nearest the longer side asked for (ties to the smaller, cheaper
+    rung) and resizes the rest; without ``size`` the coarsest rung, one pixel per latent pixel as above. A rung
+    whose file is not installed falls back to the next nearest one that is; only when none is does it fail
+    (docs/previews.md). Device
     and dtype follow the latent; the caller's tensor is never modified. Pixels whose latent holds NaN or infinity
     come out magenta.
     """
@@ -68,7 +75,10 @@ def preview(
         if bad is not None:
             x = torch.nan_to_num(x, 0.0, 0.0, 0.0)
         batch = latent.shape[0] if latent.ndim == 5 else None
-        out = _neural(x, patch, sp, previewer) if method == "neural" else _tiny(x, patch, sp, batch)
+        if method == "neural":
+            out = _neural(x, patch, sp, previewer, max(h, w) if size is not None else None)
+        else:
+            out = _tiny(x, patch, sp, batch)
         if bad is not None:
             out = _mark(out, bad)
     out = resize(out, size) if size is not None else out
@@ -81,11 +91,11 @@ def _unfold_frames(frames: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def best_method(space: str | spaces.LatentSpace) -> str:
-    """The cheapest good previewer available for ``space``: the neural one when its file can be found, else linear
-    factors, else the tiny decoder."""
+    """The cheapest good previewer available for ``space``: the neural one when a rung of its ladder has its file,
+    else linear factors, else the tiny decoder."""
     sp = spaces.get(space)
     try:
-        neural.find(sp)
+        neural.pick(sp, 1)
         return "neural"
     except (FileNotFoundError, LatentBridgeError):
         try:
@@ -144,13 +154,24 @@ def _mark(rgb: torch.Tensor, bad: torch.Tensor | None) -> torch.Tensor:
     return torch.where(bad.unsqueeze(1), marker, rgb)
 
 
-def _neural(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, path: str | os.PathLike | None) -> torch.Tensor:
-    model = neural.load(sp, path, device=x.device, dtype=x.dtype)
+def _neural(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, path: str | os.PathLike | None,
+            want: int | None) -> torch.Tensor:
+    """The file ``path`` at its own scale; else the installed rung nearest ``want`` (the longer side asked for),
+    its output brought back to one pixel per latent pixel when nothing was asked for and only a finer rung is there."""
+    natural = (x.shape[-2] * patch, x.shape[-1] * patch)
+    scale = 1
+    if path is None:
+        rung, path = neural.pick(sp, max(natural), want)
+        scale = rung.scale
+        limits.check_pixels(x.shape[0], natural[0] * scale, natural[1] * scale, what=f"the {rung.name} preview",
+                            fix="use a smaller size=")
+    model = neural.load(sp, path, scale=scale, device=x.device, dtype=x.dtype)
     packed = patch > 1 and patch == model.config.patch  # the net packs its input anyway: hand it over as it is
     if patch > 1 and not packed:
         x = spaces.unpack(x, patch)
     with torch.no_grad():
-        return model(x, packed=packed).clamp_(0, 1)
+        out = model(x, packed=packed).clamp_(0, 1)
+    return resize(out, natural) if want is None and scale != 1 else out
 
 
 def _tiny(x: torch.Tensor, patch: int, sp: spaces.LatentSpace, batch: int | None) -> torch.Tensor:

@@ -4,6 +4,9 @@ An affine 1x1 path (initialised from least-squares factors) carries the colours;
 5x5 (or wider) receptive field adds what a per-pixel map cannot see. Output is RGB in [0, 1] at the latent's
 resolution, or ``scale`` times it through a pixel shuffle. Files are safetensors whose metadata names the space and
 the architecture, so a file is never matched by its name alone.
+
+A space may have several previewers of different ``scale``, its preview ladder (``LatentSpace.preview_rungs`` in
+the registry; FLUX.2: /8 and /4): :func:`pick` chooses the installed rung nearest a wanted size (docs/previews.md).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import spaces, weights
-from ..errors import WeightsFormatError
+from ..errors import WeightsFormatError, WeightsNotFoundError
 
 KIND = "previewer"
 ARCH = "latentbridge-previewer-v1"
@@ -99,16 +102,20 @@ def metadata(config: PreviewerConfig, space: str, extra: dict | None = None) -> 
                                   config=asdict(config), extra=extra)
 
 
-def file_name(space: str | spaces.LatentSpace) -> str:
-    """The name a space's previewer is found by: ``previewer-<space>.safetensors``."""
-    return f"previewer-{spaces.get(space).id}.safetensors"
+def file_name(space: str | spaces.LatentSpace, scale: int = 1) -> str:
+    """The file a space's previewer of ``scale`` is found by: its rung's name in the registry's ladder plus
+    ``.safetensors`` (``previewer-flux2-x2.safetensors``); a scale the ladder lacks is ``previewer-<space>-x<scale>``."""
+    sp = spaces.get(space)
+    rung = next((r for r in sp.preview_rungs if r.scale == scale), None)
+    return f"{rung.name if rung is not None else f'previewer-{sp.id}-x{scale}'}.safetensors"
 
 
-def find(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None) -> Path:
-    """The previewer file for ``space``: ``path`` if given, else the shipped one, else the user's model folders."""
-    name = file_name(space)
+def find(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None, *, scale: int = 1) -> Path:
+    """The previewer file for ``space``: ``path`` if given, else the rung of ``scale``: the shipped file, else the
+    user's model folders."""
     if path is not None:  # the file the caller named, never the standard one in its place
         return weights.resolve(path, folder="vae_approx")
+    name = file_name(space, scale)
     stem = name.removesuffix(".safetensors")
     try:
         return weights.resolve(stem, filenames=[name], models_dir=weights.PACKAGE_MODELS, allow_download=False)
@@ -116,13 +123,44 @@ def find(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None)
         return weights.resolve(stem, filenames=[name], folder="vae_approx", allow_download=False)
 
 
-def load(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None, *,
+def ladder(space: str | spaces.LatentSpace, longer: int, want: int | None = None) -> list[spaces.PreviewRung]:
+    """The space's rungs in the order they are tried for a taesd-domain latent whose longer side is ``longer``:
+    the nearest output (longer sides, in pixels) to ``want`` first, ties to the smaller and cheaper one; without
+    ``want``, coarsest first (latent resolution for every space today)."""
+    rungs = spaces.get(space).preview_rungs
+    if want is None:
+        return list(rungs)
+    return sorted(rungs, key=lambda r: (abs(longer * r.scale - want), r.scale))
+
+
+def pick(space: str | spaces.LatentSpace, longer: int, want: int | None = None) -> tuple[spaces.PreviewRung, Path]:
+    """The first rung of :func:`ladder` whose file is found, and that file: a missing rung falls back to the next;
+    :class:`WeightsNotFoundError` only when no rung has a file."""
+    sp = spaces.get(space)
+    missing: list[WeightsNotFoundError] = []
+    for rung in ladder(sp, longer, want):
+        try:
+            return rung, find(sp, scale=rung.scale)
+        except WeightsNotFoundError as e:
+            missing.append(e)
+    if len(missing) == 1:
+        raise missing[0]
+    names = [file_name(sp, r.scale) for r in sp.preview_rungs]
+    raise WeightsNotFoundError(f"no neural previewer for {sp.id} is installed ({' or '.join(names)}): "
+                               + "; ".join(map(str, missing)), filenames=names, folder="vae_approx")
+
+
+def load(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None, *, scale: int = 1,
          device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Previewer:
-    """Load the neural previewer for ``space`` (cached per file, device and dtype), in eval mode."""
-    path = find(space, path)
-    model, info = weights.load_model(path, kind=KIND, build=_build, device=device, dtype=dtype)
+    """Load the neural previewer for ``space`` (cached per file, device and dtype), in eval mode: the file ``path``,
+    else the space's rung of ``scale``, whose file must say that scale."""
+    found = find(space, path, scale=scale)
+    model, info = weights.load_model(found, kind=KIND, build=_build, device=device, dtype=dtype)
     if info.space != spaces.get(space).id:
-        raise WeightsFormatError(f"{path} is a previewer for {info.space}, not {spaces.get(space).id}")
+        raise WeightsFormatError(f"{found} is a previewer for {info.space}, not {spaces.get(space).id}")
+    if path is None and model.config.scale != scale:
+        raise WeightsFormatError(f"{found} is a previewer of scale {model.config.scale}, but {spaces.get(space).id}'s "
+                                 f"ladder names it for scale {scale}: retrain or rename it")
     return model  # type: ignore[return-value]
 
 

@@ -156,4 +156,4 @@ class PreviewerRecipe(Recipe):
                  f"'{self.space.id}', method='neural')`.")
         text = card_text(f"latentbridge previewer for {self.space.title}", facts, card["metrics"], notes)
         meta = metadata(cfg, self.space.id, {"latentbridge.card": json.dumps(card, default=str)})
-        return save_model(out / file_name(self.space), {k: v.float() for k, v in net.state_dict().items()}, meta, text)
+        return save_model(out / file_name(self.space, cfg.scale), {k: v.float() for k, v in net.state_dict().items()}, meta, text)
