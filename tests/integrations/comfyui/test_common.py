@@ -13,13 +13,8 @@ from latentbridge.integrations.comfyui.common import (
     latent_samples,
     new_latent,
     resolve_space,
-    space_choices,
     stated_space,
 )
-
-
-def test_space_choices_offer_auto_and_every_registered_space():
-    assert space_choices() == [AUTO, *(s.id for s in spaces.all())]
 
 
 def test_latent_samples_rejects_what_is_not_a_latent_dict():

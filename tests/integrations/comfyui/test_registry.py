@@ -11,7 +11,7 @@ import pytest
 
 import latentbridge.integrations.comfyui as integration
 from latentbridge.integrations.comfyui import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, registry
-from latentbridge.integrations.comfyui.common import CATEGORY
+from latentbridge.integrations.comfyui.node import CATEGORY
 
 try:
     import tomllib

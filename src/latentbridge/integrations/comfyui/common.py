@@ -1,4 +1,5 @@
-"""What every node of the pack shares: the category, the LATENT dict conventions and the space input.
+"""What the nodes of the pack share at run time: the LATENT dict conventions and how a node settles the space of its
+samples (how a node is declared: :mod:`latentbridge.integrations.comfyui.node`).
 
 A ComfyUI ``LATENT`` is a dict whose ``samples`` tensor is in the **raw** domain (what the VAE emits), with optional
 ``noise_mask`` and ``batch_index``. Nodes of this pack add one key, :data:`SPACE_KEY`, holding the id of the space
@@ -15,32 +16,9 @@ import torch
 from latentbridge import spaces
 from latentbridge.errors import AmbiguousError, InputError
 
-CATEGORY = "latent/latentbridge"  # where ComfyUI lists its own latent tools
 SPACE_KEY = "latentbridge_space"  # LATENT dict key: id of the space the samples are known to be in
 AUTO = "auto"
 NODE_HINT = "in ComfyUI, choose it in the node's 'space' input"
-
-
-def space_choices() -> list[str]:
-    """The values of a node's ``space`` input: ``auto`` then every registered space id."""
-    return [AUTO, *(s.id for s in spaces.all())]
-
-
-def space_input(tooltip: str) -> tuple[list[str], dict[str, str]]:
-    """A ``space`` COMBO input defaulting to ``auto``."""
-    return space_choices(), {"default": AUTO, "tooltip": tooltip}
-
-
-AUTO_SPACE = ("auto: the space a latentbridge node stated, else the connected MODEL's latent format, else the VAE's, "
-              "else detection when it is sure")
-
-
-def space_sources(space_input_name: str = "space", model_input: str = "model") -> dict[str, tuple]:
-    """The optional MODEL and VAE inputs from which ``space_input_name`` = auto takes the latent's space."""
-    return {model_input: ("MODEL", {"tooltip": f"the MODEL the latent is for: with {space_input_name} auto, its "
-                                               "latent format says the space"}),
-            "vae": ("VAE", {"tooltip": f"the VAE the latent is for: with {space_input_name} auto, its latent "
-                                       "channels and downscale narrow the space down"})}
 
 
 def images_in(image: Any, name: str = "image") -> torch.Tensor:

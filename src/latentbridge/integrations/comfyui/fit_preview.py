@@ -18,8 +18,9 @@ import torch
 from latentbridge import preview, spaces
 from latentbridge.errors import InputError
 from latentbridge.integrations.comfyui import models
-from latentbridge.integrations.comfyui.common import AUTO, CATEGORY, images_in, space_input, vae_spaces
+from latentbridge.integrations.comfyui.common import AUTO, images_in, vae_spaces
 from latentbridge.integrations.comfyui.live_preview import factors_files
+from latentbridge.integrations.comfyui.node import Node, node_inputs, space_input
 from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.preview.fit import DEFAULT_RIDGE
 
@@ -96,35 +97,29 @@ def fit(images: torch.Tensor, vae: Any, space: str = AUTO, name: str = "", overw
     return str(path), "\n".join(lines)
 
 
-class FitPreviewFactors:
+class FitPreviewFactors(Node):
     NODE_ID = "LatentBridgeFitPreviewFactors"
     DISPLAY_NAME = "Fit Preview Factors (latentbridge)"
     DESCRIPTION = ("Fit latent-to-RGB preview factors (linear and affine) for any VAE from a dozen or more images, in "
                    "closed form, and save them in models/vae_approx, where Latent Preview and ComfyUI's live "
                    "previews (preview method auto or latent2rgb) use them: good previews for a model family that has "
                    "none. Varied photos fit best.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "images": ("IMAGE", {"tooltip": "the images to fit on (a batch of the same size; a dozen varied "
+                   "photos is plenty)"}),
+        "vae": ("VAE", {"tooltip": "the VAE whose latents the factors preview"}),
+        "space": space_input("latent space of the VAE. auto: the only space with its channel count and "
+                             "downscale (choose it where several share them, e.g. sd1 and sdxl)"),
+        "name": ("STRING", {"default": "", "tooltip": "saved as factors-<name>.safetensors; empty: the "
+                 "latent format's name (e.g. Flux2, SD15), which the live previews look for"}),
+        "overwrite": ("BOOLEAN", {"default": True, "tooltip": "replace an existing file of that name"}),
+    })
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("path", "report")
     OUTPUT_TOOLTIPS = ("the factors file written in models/vae_approx",
                        "how well each form previews the images (PSNR in dB)")
     FUNCTION = "fit"
     OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "images": ("IMAGE", {"tooltip": "the images to fit on (a batch of the same size; a dozen varied "
-                           "photos is plenty)"}),
-                "vae": ("VAE", {"tooltip": "the VAE whose latents the factors preview"}),
-                "space": space_input("latent space of the VAE. auto: the only space with its channel count and "
-                                     "downscale (choose it where several share them, e.g. sd1 and sdxl)"),
-                "name": ("STRING", {"default": "", "tooltip": "saved as factors-<name>.safetensors; empty: the "
-                         "latent format's name (e.g. Flux2, SD15), which the live previews look for"}),
-                "overwrite": ("BOOLEAN", {"default": True, "tooltip": "replace an existing file of that name"}),
-            },
-        }
 
     @node_errors()
     def fit(self, images: torch.Tensor, vae: Any, space: str = AUTO, name: str = "",

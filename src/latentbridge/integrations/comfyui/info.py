@@ -7,16 +7,8 @@ from typing import Any
 import torch
 
 from latentbridge import io, spaces
-from latentbridge.integrations.comfyui.common import (
-    AUTO,
-    AUTO_SPACE,
-    CATEGORY,
-    latent_samples,
-    resolve_space,
-    space_input,
-    space_sources,
-    stated_space,
-)
+from latentbridge.integrations.comfyui.common import AUTO, latent_samples, resolve_space, stated_space
+from latentbridge.integrations.comfyui.node import AUTO_SPACE, Node, latent_input, node_inputs, space_input, space_sources
 from latentbridge.integrations.comfyui.words import node_errors
 
 SHOWN_CHANNELS = 16  # per-channel statistics beyond this many channels are summarised
@@ -69,28 +61,22 @@ def _channel_line(tensor: torch.Tensor) -> str:
     return "channels (mean/std): " + "  ".join(shown) + more
 
 
-class LatentInfo:
+class LatentInfo(Node):
     NODE_ID = "LatentBridgeLatentInfo"
     DISPLAY_NAME = "Latent Info (latentbridge)"
     DESCRIPTION = ("Describe a LATENT as text: shape, latent space and how it was chosen (on the node, stated by a "
                    "latentbridge node, from a connected MODEL or VAE, or detected when detection is sure), the image "
                    "size it stands for, statistics in the raw and model domains, per-channel statistics and detection.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "samples": latent_input("describe"),
+        "space": space_input(f"latent space to assume. {AUTO_SPACE}"),
+    })
+    OPTIONAL = space_sources()
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("info",)
     OUTPUT_TOOLTIPS = ("the description, e.g. for a Preview Any node",)
     FUNCTION = "info"
     OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "samples": ("LATENT", {"tooltip": "the latent to describe (it is not changed)"}),
-                "space": space_input(f"latent space to assume. {AUTO_SPACE}"),
-            },
-            "optional": space_sources(),
-        }
 
     @node_errors()
     def info(self, samples: dict, space: str = AUTO, model: Any = None, vae: Any = None) -> dict[str, Any]:

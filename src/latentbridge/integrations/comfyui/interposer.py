@@ -5,17 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from latentbridge import interposer, spaces
-from latentbridge.integrations.comfyui.common import (
-    AUTO,
+from latentbridge.integrations.comfyui.common import AUTO, compute_device, latent_samples, new_latent, resolve_space, stated_space
+from latentbridge.integrations.comfyui.node import (
     AUTO_SPACE,
-    CATEGORY,
-    compute_device,
-    latent_samples,
-    new_latent,
-    resolve_space,
+    Node,
+    latent_input,
+    node_inputs,
+    space_ids,
     space_input,
     space_sources,
-    stated_space,
 )
 from latentbridge.integrations.comfyui.words import node_errors
 
@@ -37,31 +35,25 @@ def convert_latent(latent: dict, source: str, target: str, model: Any = None, va
     return new_latent(latent, out, dst), text
 
 
-class Interposer:
+class Interposer(Node):
     NODE_ID = "LatentBridgeInterposer"
     DISPLAY_NAME = "Latent Interposer (latentbridge)"
     DESCRIPTION = ("Convert a LATENT from one latent space to another without a VAE round trip, through the interposer "
                    "models found in models/interposers (a direct model or a chain of them). The route and its expected "
                    "cost are shown; an impossible conversion is an error that lists the possible ones.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "samples": latent_input("convert"),
+        "source": space_input(f"space the latent is in. {AUTO_SPACE} (SD1 and SDXL latents need the MODEL or a "
+                              "choice here)"),
+        "target": (space_ids, {"default": "sdxl", "tooltip":
+                   "space to convert to; same as the source returns a copy"}),
+    })
+    OPTIONAL = space_sources("source")
     RETURN_TYPES = ("LATENT", "STRING")
     RETURN_NAMES = ("samples", "route")
     OUTPUT_TOOLTIPS = ("the latent in the target space (raw domain, like every ComfyUI LATENT)",
                        "the source space, how it was settled, and the route taken")
     FUNCTION = "convert"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "samples": ("LATENT", {"tooltip": "the latent to convert (it is not changed)"}),
-                "source": space_input(f"space the latent is in. {AUTO_SPACE} (SD1 and SDXL latents need the MODEL or a "
-                                      "choice here)"),
-                "target": ([s.id for s in spaces.all()], {"default": "sdxl", "tooltip":
-                           "space to convert to; same as the source returns a copy"}),
-            },
-            "optional": space_sources("source"),
-        }
 
     @node_errors(INPUTS)
     def convert(self, samples: dict, source: str = AUTO, target: str = "sdxl", model: Any = None,

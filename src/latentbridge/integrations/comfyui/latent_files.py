@@ -17,17 +17,9 @@ import torch
 
 from latentbridge import io, spaces
 from latentbridge.errors import InputError
-from latentbridge.integrations.comfyui.common import (
-    AUTO,
-    CATEGORY,
-    NODE_HINT,
-    known_space,
-    latent_samples,
-    new_latent,
-    space_input,
-    stated_space,
-)
+from latentbridge.integrations.comfyui.common import AUTO, NODE_HINT, known_space, latent_samples, new_latent, stated_space
 from latentbridge.integrations.comfyui.models import folder_paths
+from latentbridge.integrations.comfyui.node import Node, latent_input, node_inputs, space_input
 from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.io.latents import FORMATS
 
@@ -100,29 +92,23 @@ def _guess(samples: torch.Tensor) -> str:
     return f"no latentbridge node stated it and 'space' is auto; detection: {found.summary}"
 
 
-class SaveLatent:
+class SaveLatent(Node):
     NODE_ID = "LatentBridgeSaveLatent"
     DISPLAY_NAME = "Save Latent (latentbridge)"
     DESCRIPTION = ("Write a LATENT into ComfyUI's output folder as a .latent file that the stock Load Latent reads, "
                    "recording its latent space, noise_mask and batch_index.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "samples": latent_input("save", note=None),
+        "filename_prefix": ("STRING", {"default": f"{OUTPUT_SUBFOLDER}/latentbridge", "tooltip":
+                            "file name inside ComfyUI's output folder; a counter and .latent are added. "
+                            f"Files under {OUTPUT_SUBFOLDER}/ are listed by Load Latent"}),
+        "space": space_input("latent space recorded in the file. auto: the space a latentbridge node "
+                             "stated (e.g. Load Latent); detection is only shown, never recorded"),
+    })
+    HIDDEN = node_inputs({"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"})
     RETURN_TYPES = ()
     FUNCTION = "save"
     OUTPUT_NODE = True
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "samples": ("LATENT", {"tooltip": "the latent to save"}),
-                "filename_prefix": ("STRING", {"default": f"{OUTPUT_SUBFOLDER}/latentbridge", "tooltip":
-                                    "file name inside ComfyUI's output folder; a counter and .latent are added. "
-                                    f"Files under {OUTPUT_SUBFOLDER}/ are listed by Load Latent"}),
-                "space": space_input("latent space recorded in the file. auto: the space a latentbridge node "
-                                     "stated (e.g. Load Latent); detection is only shown, never recorded"),
-            },
-            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        }
 
     @node_errors()
     def save(self, samples: dict, filename_prefix: str, space: str = AUTO, prompt: Any = None,
@@ -148,26 +134,20 @@ class SaveLatent:
         return {"ui": {"latents": [{"filename": filename, "subfolder": subfolder, "type": "output"}], "text": [text]}}
 
 
-class LoadLatent:
+class LoadLatent(Node):
     NODE_ID = "LatentBridgeLoadLatent"
     DISPLAY_NAME = "Load Latent (latentbridge)"
     DESCRIPTION = ("Read a latent file (.latent from ComfyUI or latentbridge, .safetensors, .npy, .pt) from ComfyUI's "
                    "input folder or output/latents, with the latent space its metadata records.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "latent": (list_latent_files, {"tooltip": "latent file from ComfyUI's input folder, or from "
+                   f"output/{OUTPUT_SUBFOLDER} (marked [output]); refresh to see new files"}),
+        "space": space_input("latent space of the file. auto: what the file's metadata records (nothing "
+                             "is guessed); choose one for files that do not say"),
+    })
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("the latent (raw domain, float32) with its noise_mask and batch_index, and its space when known",)
     FUNCTION = "load"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "latent": (list_latent_files(), {"tooltip": "latent file from ComfyUI's input folder, or from "
-                           f"output/{OUTPUT_SUBFOLDER} (marked [output]); refresh to see new files"}),
-                "space": space_input("latent space of the file. auto: what the file's metadata records (nothing "
-                                     "is guessed); choose one for files that do not say"),
-            },
-        }
 
     @classmethod
     def VALIDATE_INPUTS(cls, latent: str) -> bool | str:

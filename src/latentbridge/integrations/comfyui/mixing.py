@@ -25,7 +25,8 @@ import torch
 from latentbridge import mixing, spaces
 from latentbridge.errors import InputError
 from latentbridge.integrations.comfyui import sampler_steps
-from latentbridge.integrations.comfyui.common import CATEGORY, format_space, latent_samples, new_latent, stated_space
+from latentbridge.integrations.comfyui.common import format_space, latent_samples, new_latent, stated_space
+from latentbridge.integrations.comfyui.node import Node, Spec, computed, latent_input, node_inputs
 from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.mixing import noise as _noise
 
@@ -165,51 +166,57 @@ def _sample(model: Any, noise: torch.Tensor, cfg: float, sampler: Any, sigmas: t
 # --- the nodes -------------------------------------------------------------------------------------------------------
 
 
-def _mixing_inputs() -> dict:
-    """The mixing settings shared by the SAMPLER node (and named alike on the KSampler)."""
-    return {
-        "sampler": (sampler_steps.sampler_names(), {"default": "euler", "tooltip": "any ComfyUI sampler, mixed once "
-                    "per step on its own state (see the node's description for the few that change); flow_euler, "
-                    "from earlier versions, is euler"}),
-        "schedule": (list(mixing.SCHEDULES), {"default": "cosine", "tooltip": "weight of the noised copy before each "
-                     "step: cosine = DemoFusion (1 at the start, falling to 0); cosine_mixer = the older Iterative "
-                     "Mixer's curve; linear; logistic"}),
-        "alpha_1": ("FLOAT", {"default": 3.0, "min": 0.05, "max": 100.0, "step": 0.05, "tooltip": "schedule exponent "
-                    "(DemoFusion: 3); larger lets go of the noised copy sooner, so the model invents more"}),
-        "blend": (list(mixing.BLENDS), {"default": "lerp", "tooltip": "how the copy is mixed in: lerp, "
-                  "norm_preserving (keeps the magnitude the sampler expects) or slerp"}),
-    }
+MIXING_INPUTS = node_inputs({  # the mixing settings of the SAMPLER node, named alike on the KSampler
+    "sampler": (sampler_steps.sampler_names, {"default": "euler", "tooltip": "any ComfyUI sampler, mixed once "
+                "per step on its own state (see the node's description for the few that change); flow_euler, "
+                "from earlier versions, is euler"}),
+    "schedule": (list(mixing.SCHEDULES), {"default": "cosine", "tooltip": "weight of the noised copy before each "
+                 "step: cosine = DemoFusion (1 at the start, falling to 0); cosine_mixer = the older Iterative "
+                 "Mixer's curve; linear; logistic"}),
+    "alpha_1": ("FLOAT", {"default": 3.0, "min": 0.05, "max": 100.0, "step": 0.05, "tooltip": "schedule exponent "
+                "(DemoFusion: 3); larger lets go of the noised copy sooner, so the model invents more"}),
+    "blend": (list(mixing.BLENDS), {"default": "lerp", "tooltip": "how the copy is mixed in: lerp, "
+              "norm_preserving (keeps the magnitude the sampler expects) or slerp"}),
+})
+SCHEDULER_INPUT = (scheduler_names, {"default": "normal", "tooltip": "ComfyUI scheduler for the sigmas"})
+NOISE_INPUT = (list(NOISE_MODES), {"default": "shared", "tooltip": "shared: one noise tensor for every step (DemoFusion); "
+               "independent: fresh noise per step"})
 
 
-class BatchUnsampler:
+def preset_choices() -> list[str]:
+    """The KSampler's preset values: ``auto`` then every registered space that has a preset."""
+    return ["auto", *mixing.PRESETS]
+
+
+def with_preset(spec: Spec) -> Spec:
+    """A mixing input of the KSampler: ``preset`` (taking the preset's setting, the default) before its choices."""
+    kind, options = spec
+    return (lambda: [PRESET, *computed(kind)],
+            {**options, "default": PRESET, "tooltip": options["tooltip"] + "; preset: the preset's"})
+
+
+class BatchUnsampler(Node):
     NODE_ID = "LatentBridgeBatchUnsampler"
     DISPLAY_NAME = "Batch Unsampler (latentbridge)"
     DESCRIPTION = ("Noise copies of a clean latent to every sigma of the MODEL's schedule, with its own forward process "
                    "(flow models: (1 - sigma) z + sigma eps), seeded, as one batch: steps x batch latents, sigma_0's "
                    "first. The Iterative Mixing Sampler makes these lazily; use this node to look at them or feed "
                    "them in.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "model": ("MODEL", {"tooltip": "the model whose schedule and forward process to use"}),
+        "samples": latent_input("noise", what="the clean latent"),
+        "scheduler": SCHEDULER_INPUT,
+        "steps": ("INT", {"default": 20, "min": 1, "max": 1000, "tooltip": "sampler steps: one copy per step"}),
+        "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
+                    "fraction of the schedule (as on KSampler): below 1 starts at a lower sigma"}),
+        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "seed of the noise"}),
+        "noise": NOISE_INPUT,
+    })
     RETURN_TYPES = ("LATENT", "SIGMAS")
     RETURN_NAMES = ("noised_batch", "sigmas")
     OUTPUT_TOOLTIPS = ("the noised copies (raw domain), step-major, noisiest first",
                        "the sampler schedule they match (ends in 0): give it to SamplerCustom")
     FUNCTION = "unsample"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "the model whose schedule and forward process to use"}),
-                "samples": ("LATENT", {"tooltip": "the clean latent to noise (it is not changed)"}),
-                "scheduler": (scheduler_names(), {"default": "normal", "tooltip": "ComfyUI scheduler for the sigmas"}),
-                "steps": ("INT", {"default": 20, "min": 1, "max": 1000, "tooltip": "sampler steps: one copy per step"}),
-                "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip":
-                            "fraction of the schedule (as on KSampler): below 1 starts at a lower sigma"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "seed of the noise"}),
-                "noise": (list(NOISE_MODES), {"default": "shared", "tooltip": "shared: one noise tensor for every "
-                          "step (DemoFusion); independent: fresh noise per step"}),
-            },
-        }
 
     @node_errors()
     def unsample(self, model: Any, samples: dict, scheduler: str = "normal", steps: int = 20, denoise: float = 1.0,
@@ -226,7 +233,7 @@ class BatchUnsampler:
         return new_latent(out, batch, stated_space(samples) or model_space(model)), sigmas
 
 
-class MixingSampler:
+class MixingSampler(Node):
     NODE_ID = "LatentBridgeMixingSampler"
     DISPLAY_NAME = "Iterative Mixing Sampler (latentbridge)"
     DESCRIPTION = ("A SAMPLER for SamplerCustom: DemoFusion's iterative mixing. Before each step the latent is blended "
@@ -234,36 +241,29 @@ class MixingSampler:
                    "result keeps the input's composition while the model adds detail (typically after Latent "
                    "Upscale). noise_seed seeds the noised copies; add_noise may be on or off (the run starts from the "
                    "noised copy); works for eps, v and flow models and any batch size. " + sampler_steps.describe())
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        **MIXING_INPUTS,
+        "start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01, "tooltip": "fraction of "
+                  "the steps where the weight starts to fall (it holds its first value before)"}),
+        "stop": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 10.0, "step": 0.01, "tooltip": "fraction "
+                 "of the steps where it reaches 0; above 1 stretches the curve so the copy is mixed in to "
+                 "the end"}),
+        "minimum": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                    "lower clamp of the weight (above 0: some of the copy until the end)"}),
+        "maximum": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+                    "upper clamp of the weight (below 1: the sampler contributes from the first step)"}),
+        "noise": NOISE_INPUT,
+        "eta": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip":
+                "noise of the ancestral and SDE samplers that have an eta setting (1 is ComfyUI's default "
+                "for them, 0 makes them deterministic); other samplers ignore it"}),
+    })
+    OPTIONAL = node_inputs({
+        "noised_batch": ("LATENT", {"tooltip": "noised copies from Batch Unsampler (same model, scheduler, "
+                         "steps and denoise as the sigmas given to SamplerCustom); unconnected: made lazily"}),
+    })
     RETURN_TYPES = ("SAMPLER",)
     OUTPUT_TOOLTIPS = ("connect to SamplerCustom's sampler input",)
     FUNCTION = "get_sampler"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                **_mixing_inputs(),
-                "start": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.99, "step": 0.01, "tooltip": "fraction of "
-                          "the steps where the weight starts to fall (it holds its first value before)"}),
-                "stop": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 10.0, "step": 0.01, "tooltip": "fraction "
-                         "of the steps where it reaches 0; above 1 stretches the curve so the copy is mixed in to "
-                         "the end"}),
-                "minimum": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                            "lower clamp of the weight (above 0: some of the copy until the end)"}),
-                "maximum": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                            "upper clamp of the weight (below 1: the sampler contributes from the first step)"}),
-                "noise": (list(NOISE_MODES), {"default": "shared", "tooltip": "shared: one noise tensor for every "
-                          "step (DemoFusion); independent: fresh noise per step"}),
-                "eta": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip":
-                        "noise of the ancestral and SDE samplers that have an eta setting (1 is ComfyUI's default "
-                        "for them, 0 makes them deterministic); other samplers ignore it"}),
-            },
-            "optional": {
-                "noised_batch": ("LATENT", {"tooltip": "noised copies from Batch Unsampler (same model, scheduler, "
-                                 "steps and denoise as the sigmas given to SamplerCustom); unconnected: made lazily"}),
-            },
-        }
 
     @node_errors()
     def get_sampler(self, sampler: str = "euler", schedule: str = "cosine", alpha_1: float = 3.0, blend: str = "lerp",
@@ -296,59 +296,46 @@ def settings_for(model: Any, preset: str, overrides: dict[str, Any]) -> tuple[mi
     return replace(base, **given), how
 
 
-class MixingKSampler:
+class MixingKSampler(Node):
     NODE_ID = "LatentBridgeMixingKSampler"
     DISPLAY_NAME = "Iterative Mixing KSampler (latentbridge)"
     DESCRIPTION = ("Iterative mixing in one node, with settings from a preset per model family: a mixing pass from the "
                    "(upscaled) latent, then a short clean-up pass from fresh noise that removes leftover grain. Each "
                    "setting left at 'preset' (or 0) comes from the preset. With maximum 0 and cleanup 0 it is "
                    "ComfyUI's KSampler (same seed, noise and sigmas). " + sampler_steps.describe())
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "model": ("MODEL", {"tooltip": "the model to sample with"}),
+        "positive": ("CONDITIONING", {"tooltip": "what the image should show"}),
+        "negative": ("CONDITIONING", {"tooltip": "what it should not show"}),
+        "latent_image": latent_input("refine, usually upscaled", what="the clean latent"),
+        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                 "tooltip": "seed of the noised copies and of the clean-up noise"}),
+        "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
+                "tooltip": "classifier-free guidance scale, as on KSampler"}),
+        "scheduler": SCHEDULER_INPUT,
+        "preset": (preset_choices, {"default": "auto", "tooltip": "starting settings per model "
+                   "family; auto: from the model's latent format (flow models get the flow preset)"}),
+        "steps": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": "steps of the mixing pass; 0: the "
+                  "preset's"}),
+        "sampler": with_preset(MIXING_INPUTS["sampler"]),
+        "schedule": with_preset(MIXING_INPUTS["schedule"]),
+        "alpha_1": ("FLOAT", {**MIXING_INPUTS["alpha_1"][1], "default": 0.0, "min": 0.0,
+                    "tooltip": MIXING_INPUTS["alpha_1"][1]["tooltip"] + "; 0: the preset's"}),
+        "blend": with_preset(MIXING_INPUTS["blend"]),
+        "denoise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "fraction of "
+                    "the schedule the mixing pass runs; 0: the preset's (1, the whole schedule)"}),
+        "cleanup": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.01, "tooltip": "fraction of "
+                    "the schedule the clean-up pass re-runs from fresh noise (0: none, 0.05-0.25 typical); "
+                    "-1: the preset's"}),
+    })
+    OPTIONAL = node_inputs({
+        "maximum": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "upper clamp of "
+                    "the noised copy's weight; 0 turns mixing off (with cleanup 0: ComfyUI's KSampler)"}),
+    })
     RETURN_TYPES = ("LATENT", "STRING")
     RETURN_NAMES = ("samples", "settings")
     OUTPUT_TOOLTIPS = ("the refined latent (raw domain)", "the settings used, the forward process and the sigmas")
     FUNCTION = "sample"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        def with_preset(spec: tuple) -> tuple:
-            choices, options = spec
-            return [PRESET, *choices], {**options, "default": PRESET, "tooltip": options["tooltip"] + "; preset: the "
-                                        "preset's"}
-
-        mixed = _mixing_inputs()
-        return {
-            "required": {
-                "model": ("MODEL", {"tooltip": "the model to sample with"}),
-                "positive": ("CONDITIONING", {"tooltip": "what the image should show"}),
-                "negative": ("CONDITIONING", {"tooltip": "what it should not show"}),
-                "latent_image": ("LATENT", {"tooltip": "the clean latent to refine, usually upscaled (it is not "
-                                 "changed)"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
-                         "tooltip": "seed of the noised copies and of the clean-up noise"}),
-                "cfg": ("FLOAT", {"default": 7.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                        "tooltip": "classifier-free guidance scale, as on KSampler"}),
-                "scheduler": (scheduler_names(), {"default": "normal", "tooltip": "ComfyUI scheduler for the sigmas"}),
-                "preset": (["auto", *mixing.PRESETS], {"default": "auto", "tooltip": "starting settings per model "
-                           "family; auto: from the model's latent format (flow models get the flow preset)"}),
-                "steps": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": "steps of the mixing pass; 0: the "
-                          "preset's"}),
-                "sampler": with_preset(mixed["sampler"]),
-                "schedule": with_preset(mixed["schedule"]),
-                "alpha_1": ("FLOAT", {**mixed["alpha_1"][1], "default": 0.0, "min": 0.0,
-                            "tooltip": mixed["alpha_1"][1]["tooltip"] + "; 0: the preset's"}),
-                "blend": with_preset(mixed["blend"]),
-                "denoise": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "fraction of "
-                            "the schedule the mixing pass runs; 0: the preset's (1, the whole schedule)"}),
-                "cleanup": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.01, "tooltip": "fraction of "
-                            "the schedule the clean-up pass re-runs from fresh noise (0: none, 0.05-0.25 typical); "
-                            "-1: the preset's"}),
-            },
-            "optional": {
-                "maximum": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "upper clamp of "
-                            "the noised copy's weight; 0 turns mixing off (with cleanup 0: ComfyUI's KSampler)"}),
-            },
-        }
 
     @node_errors()
     def sample(self, model: Any, positive: Any, negative: Any, latent_image: dict, seed: int = 0, cfg: float = 7.0,

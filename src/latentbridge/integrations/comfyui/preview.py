@@ -8,18 +8,9 @@ from typing import Any
 import torch
 
 from latentbridge import preview
-from latentbridge.integrations.comfyui.common import (
-    AUTO,
-    AUTO_SPACE,
-    CATEGORY,
-    images_out,
-    latent_samples,
-    resolve_space,
-    space_input,
-    space_sources,
-    stated_space,
-)
+from latentbridge.integrations.comfyui.common import AUTO, images_out, latent_samples, resolve_space, stated_space
 from latentbridge.integrations.comfyui.live_preview import installed_factors
+from latentbridge.integrations.comfyui.node import AUTO_SPACE, Node, latent_input, node_inputs, space_input, space_sources
 from latentbridge.integrations.comfyui.words import node_errors
 
 
@@ -39,33 +30,27 @@ def preview_latent(latent: dict, method: str = AUTO, space: str = AUTO, size: in
     return images_out(images), text
 
 
-class LatentPreview:
+class LatentPreview(Node):
     NODE_ID = "LatentBridgePreview"
     DISPLAY_NAME = "Latent Preview (latentbridge)"
     DESCRIPTION = ("See a LATENT without a VAE decode: linear factors (instant), the neural previewer (much better, "
                    "nearly as cheap) or the tiny decoder (full size). A batch becomes a batch of images, a video "
                    "LATENT (Wan, HunyuanVideo, LTX) the frames of each clip in turn; NaN or infinite latent pixels "
                    "show magenta.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "samples": latent_input("preview"),
+        "method": ([AUTO, *preview.METHODS], {"default": AUTO, "tooltip": "linear: factors (those Fit "
+                   "Preview Factors saved in vae_approx, else the built-in ones), at latent resolution; "
+                   "neural: the small trained previewer, at latent resolution; tiny: the tiny decoder from "
+                   "models/vae_approx, full size. auto: the best one available for the space"}),
+        "space": space_input(f"space of the latent. {AUTO_SPACE}"),
+        "size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "longer side of each preview in "
+                 "pixels; 0: as the method gives it"}),
+    })
+    OPTIONAL = space_sources()
     RETURN_TYPES = ("IMAGE",)
     OUTPUT_TOOLTIPS = ("the previews in [0, 1], one per latent (per latent frame for video)",)
     FUNCTION = "preview"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "samples": ("LATENT", {"tooltip": "the latent to preview (it is not changed)"}),
-                "method": ([AUTO, *preview.METHODS], {"default": AUTO, "tooltip": "linear: factors (those Fit "
-                           "Preview Factors saved in vae_approx, else the built-in ones), at latent resolution; "
-                           "neural: the small trained previewer, at latent resolution; tiny: the tiny decoder from "
-                           "models/vae_approx, full size. auto: the best one available for the space"}),
-                "space": space_input(f"space of the latent. {AUTO_SPACE}"),
-                "size": ("INT", {"default": 0, "min": 0, "max": 8192, "tooltip": "longer side of each preview in "
-                         "pixels; 0: as the method gives it"}),
-            },
-            "optional": space_sources(),
-        }
 
     @node_errors()
     def preview(self, samples: dict, method: str = AUTO, space: str = AUTO, size: int = 0, model: Any = None,

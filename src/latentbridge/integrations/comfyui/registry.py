@@ -1,8 +1,8 @@
 """The pack's node table, built from one module per node group.
 
-Each group module imports the core module it adapts and lists its node classes in ``NODES``; every class carries
-``NODE_ID`` (the id ComfyUI stores in workflows: never rename or reuse one) and ``DISPLAY_NAME``. Adding a group is
-one import and one entry in ``GROUPS``.
+Each group module imports the core module it adapts and lists its node classes in ``NODES``; every class is a
+:class:`~latentbridge.integrations.comfyui.node.Node` carrying ``NODE_ID`` (the id ComfyUI stores in workflows: never
+rename or reuse one) and ``DISPLAY_NAME``. Adding a group is one import and one entry in ``GROUPS``.
 """
 
 from __future__ import annotations

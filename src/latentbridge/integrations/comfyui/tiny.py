@@ -18,15 +18,14 @@ from latentbridge.errors import InputError
 from latentbridge.integrations.comfyui import models
 from latentbridge.integrations.comfyui.common import (
     AUTO,
-    CATEGORY,
     compute_device,
     images_in,
     images_out,
     latent_samples,
     new_latent,
-    space_input,
     stated_space,
 )
+from latentbridge.integrations.comfyui.node import Node, latent_input, node_inputs, space_input
 from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.tiny.layouts import HALVES
 from latentbridge.tiny.loader import space_of, split_name
@@ -95,27 +94,21 @@ def _model(value: Any, half: str) -> tiny.TinyAutoencoder:
     return value
 
 
-class TinyVAELoader:
+class TinyVAELoader(Node):
     NODE_ID = "LatentBridgeTinyVAELoader"
     DISPLAY_NAME = "Tiny VAE Loader (latentbridge)"
     DESCRIPTION = ("Load a TAESD-family tiny autoencoder (taesd, taesdxl, taesd3, taef1, taef2, taesana, any layout: "
                    "upstream .pth, safetensors, diffusers, ComfyUI) from models/vae_approx, for Tiny VAE Encode/Decode.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "tiny_vae": (tiny_choices, {"tooltip": "a model by name (both of its halves found in vae_approx, e.g. "
+                     "taef2) or a single file; refresh after adding files"}),
+        "space": space_input("latent space the model serves. auto: from its name or file (choose it for "
+                             "renamed 4- or 16-channel files, which several spaces share)"),
+    })
     RETURN_TYPES = (TINY_VAE,)
     RETURN_NAMES = ("tiny_vae",)
     OUTPUT_TOOLTIPS = ("the tiny autoencoder (encoder, decoder or both)",)
     FUNCTION = "load"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "tiny_vae": (tiny_choices(), {"tooltip": "a model by name (both of its halves found in vae_approx, e.g. "
-                             "taef2) or a single file; refresh after adding files"}),
-                "space": space_input("latent space the model serves. auto: from its name or file (choose it for "
-                                     "renamed 4- or 16-channel files, which several spaces share)"),
-            },
-        }
 
     @classmethod
     def IS_CHANGED(cls, tiny_vae: str, **_: Any) -> str:
@@ -132,25 +125,19 @@ class TinyVAELoader:
         return {"ui": {"text": [f"{tiny_vae}: {_describe(model)}"]}, "result": (model,)}
 
 
-class TinyVAEEncode:
+class TinyVAEEncode(Node):
     NODE_ID = "LatentBridgeTinyVAEEncode"
     DISPLAY_NAME = "Tiny VAE Encode (latentbridge)"
     DESCRIPTION = "Encode an IMAGE batch into a LATENT (raw domain, its space recorded) with a tiny autoencoder."
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "pixels": ("IMAGE", {"tooltip": "the images to encode (a batch gives a batch)"}),
+        "tiny_vae": (TINY_VAE, {"tooltip": "a tiny autoencoder with an encoder, from Tiny VAE Loader"}),
+        "fit": (list(FITS), {"default": "crop", "tooltip": "images whose size is not a whole number of latent "
+                "cells: crop the right/bottom edge (like VAE Encode), pad it by repeating the edge, or refuse"}),
+    })
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("one latent per image, in the raw domain that VAE Decode and the samplers expect",)
     FUNCTION = "encode"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "pixels": ("IMAGE", {"tooltip": "the images to encode (a batch gives a batch)"}),
-                "tiny_vae": (TINY_VAE, {"tooltip": "a tiny autoencoder with an encoder, from Tiny VAE Loader"}),
-                "fit": (list(FITS), {"default": "crop", "tooltip": "images whose size is not a whole number of latent "
-                        "cells: crop the right/bottom edge (like VAE Encode), pad it by repeating the edge, or refuse"}),
-            },
-        }
 
     @node_errors()
     def encode(self, pixels: torch.Tensor, tiny_vae: tiny.TinyAutoencoder, fit: str = "crop") -> tuple[dict]:
@@ -158,23 +145,17 @@ class TinyVAEEncode:
         return (new_latent({}, model.encode(images_in(pixels, "pixels"), domain="raw", fit=fit), model.space),)
 
 
-class TinyVAEDecode:
+class TinyVAEDecode(Node):
     NODE_ID = "LatentBridgeTinyVAEDecode"
     DISPLAY_NAME = "Tiny VAE Decode (latentbridge)"
     DESCRIPTION = "Decode a LATENT into an IMAGE batch with a tiny autoencoder: a fast, approximate VAE Decode."
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "samples": latent_input("decode", note="raw domain, as every ComfyUI LATENT"),
+        "tiny_vae": (TINY_VAE, {"tooltip": "the tiny autoencoder of the latent's space, with a decoder"}),
+    })
     RETURN_TYPES = ("IMAGE",)
     OUTPUT_TOOLTIPS = ("one image per latent (a batch gives a batch)",)
     FUNCTION = "decode"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "samples": ("LATENT", {"tooltip": "the latent to decode (raw domain, as every ComfyUI LATENT)"}),
-                "tiny_vae": (TINY_VAE, {"tooltip": "the tiny autoencoder of the latent's space, with a decoder"}),
-            },
-        }
 
     @node_errors()
     def decode(self, samples: dict, tiny_vae: tiny.TinyAutoencoder) -> tuple[torch.Tensor]:

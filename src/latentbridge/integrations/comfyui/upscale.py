@@ -10,24 +10,15 @@ import torch
 from latentbridge import spaces
 from latentbridge.errors import InputError
 from latentbridge.integrations.comfyui import models
-from latentbridge.integrations.comfyui.common import (
-    AUTO,
-    AUTO_SPACE,
-    CATEGORY,
-    NODE_HINT,
-    latent_samples,
-    new_latent,
-    resolve_space,
-    space_input,
-    space_sources,
-    stated_space,
-)
+from latentbridge.integrations.comfyui.common import AUTO, NODE_HINT, latent_samples, new_latent, resolve_space, stated_space
+from latentbridge.integrations.comfyui.node import AUTO_SPACE, Node, latent_input, node_inputs, space_input, space_sources
 from latentbridge.integrations.comfyui.words import node_errors
 from latentbridge.upscale import LEARNED, METHODS, pixel_size, upscale_samples
 from latentbridge.upscale.learned import weight_name
 
 
 def model_choices() -> list[str]:
+    """The model input's values: ``auto`` then the files in ComfyUI's latent_upscale_models folders."""
     return [AUTO, *models.model_files(models.LATENT_UPSCALE)]
 
 
@@ -78,39 +69,33 @@ def upscale_latent(latent: dict, method: str, scale_by: float, width: int, heigh
     return new_latent(out, new, recorded) if recorded else out, text
 
 
-class LatentUpscale:
+class LatentUpscale(Node):
     NODE_ID = "LatentBridgeUpscale"
     DISPLAY_NAME = "Latent Upscale (latentbridge)"
     DESCRIPTION = ("Resize a LATENT by any ratio (0.5x shrinks) or to a size in image pixels, with the learned upscaler "
                    "(nn) or plain interpolation; FLUX.2 latents are resized unpacked, noise_mask follows, batch_index "
                    "is kept.")
-    CATEGORY = CATEGORY
+    REQUIRED = node_inputs({
+        "samples": latent_input("resize"),
+        "method": (list(METHODS), {"default": "bicubic", "tooltip": "nn: the space's learned upscaler (trained "
+                   "ratios only, e.g. 1x-4x and 0.5x); the others interpolate the latent (any ratio)"}),
+        "scale_by": ("FLOAT", {"default": 2.0, "min": 0.05, "max": 8.0, "step": 0.05, "tooltip":
+                     "ratio of the new size to the old; ignored when width or height is set"}),
+        "width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8, "tooltip": "target width in image "
+                  "pixels (a multiple of the space's latent cell); 0: from scale_by, or from height keeping "
+                  "the aspect ratio"}),
+        "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8, "tooltip": "target height in "
+                   "image pixels; 0: from scale_by, or from width keeping the aspect ratio"}),
+        "space": space_input(f"space of the latent. {AUTO_SPACE}; plain methods also resize latents none of "
+                             "these can place"),
+        "model": (model_choices, {"default": AUTO, "tooltip": "learned upscaler for nn, from "
+                  "models/latent_upscale_models. auto: upscaler-<space>.safetensors there, else the one "
+                  "shipped with latentbridge"}),
+    })
+    OPTIONAL = space_sources(model_input="diffusion_model")
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("the resized latent (raw domain) with its other keys",)
     FUNCTION = "upscale"
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "samples": ("LATENT", {"tooltip": "the latent to resize (it is not changed)"}),
-                "method": (list(METHODS), {"default": "bicubic", "tooltip": "nn: the space's learned upscaler (trained "
-                           "ratios only, e.g. 1x-4x and 0.5x); the others interpolate the latent (any ratio)"}),
-                "scale_by": ("FLOAT", {"default": 2.0, "min": 0.05, "max": 8.0, "step": 0.05, "tooltip":
-                             "ratio of the new size to the old; ignored when width or height is set"}),
-                "width": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8, "tooltip": "target width in image "
-                          "pixels (a multiple of the space's latent cell); 0: from scale_by, or from height keeping "
-                          "the aspect ratio"}),
-                "height": ("INT", {"default": 0, "min": 0, "max": 16384, "step": 8, "tooltip": "target height in "
-                           "image pixels; 0: from scale_by, or from width keeping the aspect ratio"}),
-                "space": space_input(f"space of the latent. {AUTO_SPACE}; plain methods also resize latents none of "
-                                     "these can place"),
-                "model": (model_choices(), {"default": AUTO, "tooltip": "learned upscaler for nn, from "
-                          "models/latent_upscale_models. auto: upscaler-<space>.safetensors there, else the one "
-                          "shipped with latentbridge"}),
-            },
-            "optional": space_sources(model_input="diffusion_model"),
-        }
 
     @node_errors()
     def upscale(self, samples: dict, method: str = "bicubic", scale_by: float = 2.0, width: int = 0, height: int = 0,
