@@ -82,3 +82,32 @@ def model_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "tiny_sd1.safetensors"
     save_file(tensors, str(path), metadata={"latentbridge.space": "sd1"})
     return path
+
+
+@pytest.fixture
+def preview_rungs(tmp_path_factory, monkeypatch):
+    """A maker of random neural previewers saved as the previewer recipe exports them (the recipe's model class,
+    metadata and save function): ``make(space, scale, folder=None, name_scale=None) -> path``, in ``folder`` or a
+    folder named in LATENTBRIDGE_MODELS, under the file name of the rung of ``name_scale`` (default: ``scale``).
+    The shipped previewers are out of sight (an empty package model folder), so a test sees only the rungs it made."""
+    from latentbridge import spaces, weights
+    from latentbridge.preview.neural import Previewer, PreviewerConfig, file_name, metadata
+    from latentbridge.train.cards import save_model
+
+    monkeypatch.setattr(weights, "PACKAGE_MODELS", tmp_path_factory.mktemp("package_models"))
+    user = tmp_path_factory.mktemp("user_models")
+    monkeypatch.setenv(weights.ENV_DIRS, str(user))
+    weights.clear_cache()
+
+    def make(space: str, scale: int, *, folder: Path | None = None, name_scale: int | None = None) -> Path:
+        sp = spaces.get(space)
+        cfg = PreviewerConfig(sp.taesd_channels, width=8, scale=scale, patch=sp.packing.patch if sp.packing else 1,
+                              context=1)
+        net = Previewer(cfg)
+        torch.nn.init.normal_(net.body[-1].weight, std=0.1)
+        path = (folder or user) / file_name(space, scale if name_scale is None else name_scale)
+        save_model(path, net.state_dict(), metadata(cfg, space), "# random test previewer\n")
+        return path
+
+    yield make
+    weights.clear_cache()

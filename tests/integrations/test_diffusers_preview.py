@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -139,6 +140,22 @@ def test_live_preview_unpacks_flux_tokens(version, tmp_path):
     torch.testing.assert_close(live.x0, latents, atol=1e-4, rtol=1e-4)
     down = pipe.vae_scale_factor
     assert [s for s, _ in got] == [0, 1, 2] and got[0][1][0].size == (64 // down, 32 // down)
+
+
+@pytest.mark.parametrize("size, scale", [(32, 1), (48, 1), (49, 2), (64, 2)])
+def test_live_preview_size_runs_the_flux2_preview_ladder_rung_nearest_it(preview_rungs, size, scale):
+    paths = {s: preview_rungs("flux2", s) for s in (1, 2)}
+    pipe = flux_pipeline(2)
+    got = []
+    live = LivePreview(pipe, on_image=lambda step, images: got.append(images), method="auto", size=size, height=32,
+                       width=64)
+    _run(pipe, live, height=32, width=64)
+    assert not live.errors
+    # the tiny VAE's 32 x 64 image: 16 x 32 by the /8 rung, 32 x 64 by the /4 one (48 is a tie: the cheaper rung)
+    x0 = unpack_tokens(live.x0, spaces.get("flux2"), height=32, width=64, cell=pipe.vae_scale_factor * 2)
+    want = preview(x0, "flux2", method="neural", previewer=paths[scale], size=size)[0]
+    image = torch.from_numpy(np.asarray(got[-1][0]).copy()).permute(2, 0, 1).float() / 255
+    assert image.shape == want.shape and (image - want).abs().max() <= 0.5 / 255 + 1e-6
 
 
 def test_unpack_tokens_matches_the_pipelines_own_unpacking():

@@ -123,29 +123,33 @@ def find(space: str | spaces.LatentSpace, path: str | os.PathLike | None = None,
         return weights.resolve(stem, filenames=[name], folder="vae_approx", allow_download=False)
 
 
-def ladder(space: str | spaces.LatentSpace, longer: int, want: int | None = None) -> list[spaces.PreviewRung]:
+def ladder(space: str | spaces.LatentSpace, longer: int, want: int | None = None, *,
+           finest: int | None = None) -> list[spaces.PreviewRung]:
     """The space's rungs in the order they are tried for a taesd-domain latent whose longer side is ``longer``:
     the nearest output (longer sides, in pixels) to ``want`` first, ties to the smaller and cheaper one; without
-    ``want``, coarsest first (latent resolution for every space today)."""
-    rungs = spaces.get(space).preview_rungs
+    ``want``, coarsest first (latent resolution for every space today). ``finest`` leaves out rungs of a larger
+    scale (a caller's cost cap)."""
+    rungs = [r for r in spaces.get(space).preview_rungs if finest is None or r.scale <= finest]
     if want is None:
         return list(rungs)
     return sorted(rungs, key=lambda r: (abs(longer * r.scale - want), r.scale))
 
 
-def pick(space: str | spaces.LatentSpace, longer: int, want: int | None = None) -> tuple[spaces.PreviewRung, Path]:
+def pick(space: str | spaces.LatentSpace, longer: int, want: int | None = None, *,
+         finest: int | None = None) -> tuple[spaces.PreviewRung, Path]:
     """The first rung of :func:`ladder` whose file is found, and that file: a missing rung falls back to the next;
-    :class:`WeightsNotFoundError` only when no rung has a file."""
+    :class:`WeightsNotFoundError` only when no rung (of at most ``finest``) has a file."""
     sp = spaces.get(space)
+    tried = ladder(sp, longer, want, finest=finest)
     missing: list[WeightsNotFoundError] = []
-    for rung in ladder(sp, longer, want):
+    for rung in tried:
         try:
             return rung, find(sp, scale=rung.scale)
         except WeightsNotFoundError as e:
             missing.append(e)
     if len(missing) == 1:
         raise missing[0]
-    names = [file_name(sp, r.scale) for r in sp.preview_rungs]
+    names = [file_name(sp, r.scale) for r in sorted(tried, key=lambda r: r.scale)]
     raise WeightsNotFoundError(f"no neural previewer for {sp.id} is installed ({' or '.join(names)}): "
                                + "; ".join(map(str, missing)), filenames=names, folder="vae_approx")
 

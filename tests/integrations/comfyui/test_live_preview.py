@@ -19,6 +19,7 @@ from tests.integrations.comfyui import fake_comfy
 from latentbridge import preview, tiny
 from latentbridge.demo_data import EXAMPLES
 from latentbridge.integrations.comfyui import live_preview, models
+from latentbridge.preview import neural
 
 
 @pytest.fixture
@@ -73,11 +74,50 @@ def test_auto_gives_flux2_the_neural_previewer_and_none_gives_no_preview(lp, mon
     assert isinstance(previewer, live_preview.LivePreviewer) and "neural" in previewer.label
     x0 = torch.randn(1, 128, 4, 6)
     kind, image, size = previewer.decode_latent_to_preview_image("JPEG", x0)
-    want = preview.preview(x0, "flux2", method="neural", domain="model")[0]
-    assert (kind, size, image.size) == ("JPEG", 512, (12, 8))
+    _, rung = neural.pick("flux2", 12, 512)  # the ladder's rung for one 512-pixel tile (the /8 one or finer)
+    want = preview.preview(x0, "flux2", method="neural", domain="model", previewer=rung)[0]
+    assert (kind, size, image.size) == ("JPEG", 512, (want.shape[2], want.shape[1]))
     assert (as_tensor(image) - want).abs().max() <= 0.5 / 255 + 1e-6
     use(monkeypatch, "none")
     assert lp.get_previewer("cpu", fake_comfy.Flux2()) is None
+
+
+@pytest.mark.parametrize("max_size, batch, scale", [(512, 1, 2), (19, 1, 2), (18, 1, 1), (12, 1, 1), (48, 4, 2),
+                                                    (36, 4, 1)])
+def test_auto_runs_the_ladder_rung_nearest_the_size_a_tile_is_shown_at(lp, comfy, preview_rungs, monkeypatch,
+                                                                     max_size, batch, scale):
+    # a 12 x 8 preview at /8, 24 x 16 at /4 (a tile of 18 is a tie: the cheaper /8); a batch of 4 is 2 tiles a row
+    paths = {s: preview_rungs("flux2", s, folder=vae_approx(comfy)) for s in (1, 2)}
+    monkeypatch.setenv(live_preview.ENV_SIZE, str(max_size))
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    x0 = torch.randn(batch, 128, 4, 6)
+    previewer.tiles(x0)
+    assert previewer.render.rung.scale == scale
+    want = preview.preview(x0[:1], "flux2", method="neural", domain="model", previewer=paths[scale])[0]
+    if batch == 1 and max(want.shape[-2:]) <= max_size:  # not shrunk to the size: the rung's own pixels
+        image = as_tensor(previewer.decode_latent_to_preview(x0))
+        assert (image[:, : want.shape[1], : want.shape[2]] - want).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_auto_steps_down_a_rung_for_the_run_when_a_preview_costs_more_than_its_budget(lp, comfy, preview_rungs,
+                                                                                      monkeypatch):
+    for scale in (1, 2):
+        preview_rungs("flux2", scale, folder=vae_approx(comfy))
+    # start and end of each preview made: loading (not counted), 2 s of a 10 s step (over 10%), then after the throttle
+    clock = iter([0.0, 1.0, 10.0, 12.0, 31.0, 31.1])
+    monkeypatch.setattr(live_preview.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setenv(live_preview.ENV_BUDGET, "0.1")
+    previewer = lp.get_previewer("cpu", fake_comfy.Flux2())
+    x0 = torch.randn(1, 128, 4, 6)
+    sizes = [previewer.decode_latent_to_preview_image("JPEG", x0)[1].size for _ in range(3)]
+    assert sizes == [(24, 16), (24, 16), (12, 8)] and previewer.render.finest == 1
+    assert not previewer.render.step_down()  # the /8 rung is the coarsest: it stays, throttled
+
+
+def test_auto_never_uses_the_tiny_decoder_without_a_neural_previewer(lp, preview_rungs, monkeypatch):
+    monkeypatch.setattr(live_preview, "_has_tiny_decoder", lambda space: True)
+    label = lp.get_previewer("cpu", fake_comfy.Flux2()).label
+    assert "tiny" not in label and "fitted factors" in label
 
 
 def test_auto_gives_a_sana_format_of_a_newer_host_the_neural_previewer(lp):
@@ -163,10 +203,12 @@ def test_batch_shows_as_a_grid_of_every_item(lp):
     x0 = torch.randn(3, 128, 4, 6)
     image = as_tensor(previewer.decode_latent_to_preview(x0))
     gap = live_preview.GAP
-    assert image.shape == (3, 2 * 8 + gap, 2 * 12 + gap)
-    items = preview.preview(x0, "flux2", method="neural", domain="model")
-    assert (image[:, 8 + gap:, :12] - items[2]).abs().max() <= 0.5 / 255 + 1e-6
-    assert image[:, 8 + gap:, 12 + gap:].max() == 0  # the empty cell of a 2 x 2 grid
+    _, rung = neural.pick("flux2", 12, 256)  # two tiles a row in 512 pixels
+    items = preview.preview(x0, "flux2", method="neural", domain="model", previewer=rung)
+    h, w = items.shape[-2:]
+    assert image.shape == (3, 2 * h + gap, 2 * w + gap)
+    assert (image[:, h + gap:, :w] - items[2]).abs().max() <= 0.5 / 255 + 1e-6
+    assert image[:, h + gap:, w + gap:].max() == 0  # the empty cell of a 2 x 2 grid
 
 
 def test_video_latent_shows_a_strip_of_frames_per_item(lp, comfy, monkeypatch):

@@ -11,7 +11,10 @@ for latent formats of a registered space, the preview method picks:
 
 * ``auto``: the neural previewer where one is shipped or installed, else fitted factors (``factors-<name>``
   files in ``models/vae_approx``, written by Fit Preview Factors, or the factors shipped with latentbridge), else
-  ComfyUI's own choice (its factors, applied by latentbridge so that every item and frame shows);
+  ComfyUI's own choice (its factors, applied by latentbridge so that every item and frame shows). Of a space's
+  preview ladder (FLUX.2: /8 and /4 previewers) it runs the installed rung nearest the size a tile is shown at,
+  and steps down to a coarser rung for the rest of the run when a preview costs more than the budget's share of
+  the time between two steps; never the tiny decoder;
 * ``taesd``: the space's tiny decoder from ``models/vae_approx`` (TAEF2 and TAESana included), else ComfyUI's own
   tiny decoder where the format names one and its file is there, else as ``latent2rgb``;
 * ``latent2rgb``: fitted factors where they exist, else ComfyUI's factors;
@@ -48,6 +51,7 @@ from latentbridge import preview, spaces, tiny
 from latentbridge.errors import InputError, LatentBridgeError
 from latentbridge.integrations.comfyui import models
 from latentbridge.integrations.comfyui.common import format_space
+from latentbridge.preview import neural
 
 log = logging.getLogger("latentbridge")
 
@@ -193,11 +197,13 @@ def format_factors(latent_format: Any, space: spaces.LatentSpace) -> preview.Fac
                            f"ComfyUI's {type(latent_format).__name__} factors")
 
 
-def choose(method: str, latent_format: Any) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]] | None:
+def choose(method: str, latent_format: Any, *,
+           max_size: int = 512) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]] | None:
     """latentbridge's previewer for a ComfyUI preview method and latent format: (a description, a function from
     model-domain latents to RGB in [0, 1]); None to leave it to ComfyUI.
 
-    ``auto``: neural, else fitted factors, else ComfyUI's factors (shown for every item and frame); ``taesd``: the
+    ``auto``: neural (a :class:`Ladder` for previews of at most ``max_size`` pixels), else fitted factors, else
+    ComfyUI's factors (shown for every item and frame); ``taesd``: the
     space's tiny decoder, else ComfyUI's own tiny decoder where the format names one and its file is there, else as
     ``latent2rgb``;
     ``latent2rgb``: fitted factors, else ComfyUI's factors (every item and frame).
@@ -206,7 +212,7 @@ def choose(method: str, latent_format: Any) -> tuple[str, Callable[[torch.Tensor
     if space is None or method not in ("auto", "taesd", "latent2rgb"):
         return None
     if method == "auto" and preview.best_method(space) == "neural":
-        return f"{space.id} by the neural previewer", functools.partial(_render, space=space, method="neural")
+        return f"{space.id} by the neural previewer", Ladder(space, max_size)
     if method == "taesd":
         if _has_tiny_decoder(space):
             return (f"{space.id} by the tiny decoder {space.tiny}",
@@ -226,6 +232,39 @@ def _render(x: torch.Tensor, *, space: spaces.LatentSpace, method: str,
             factors: preview.Factors | None = None) -> torch.Tensor:
     with torch.no_grad():
         return preview.preview(x, space, method=method, domain="model", factors=factors)
+
+
+class Ladder:
+    """The ``auto`` render of a space with a neural previewer: per call, the installed rung of its preview ladder
+    whose output is nearest the size one tile is shown at (``max_size`` over the grid's columns), at most
+    ``finest`` (lowered by :meth:`step_down` when the budget is exceeded)."""
+
+    def __init__(self, space: spaces.LatentSpace, max_size: int):
+        self.space, self.max_size = space, max_size
+        self.finest: int | None = None  # the largest rung scale allowed; None: every rung
+        self.rung: spaces.PreviewRung | None = None  # the rung of the last render
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        longer = max(x.shape[-2:]) * (self.space.downscale // self.space.taesd_downscale)  # x is model-domain
+        self.rung, path = neural.pick(self.space, longer, max(1, self.max_size // columns(x)), finest=self.finest)
+        with torch.no_grad():
+            return preview.preview(x, self.space, method="neural", domain="model", previewer=path)
+
+    def step_down(self) -> bool:
+        """Allow only rungs coarser than the last one used; False (nothing changes) when none of them is installed."""
+        if self.rung is None:
+            return False
+        try:
+            neural.pick(self.space, 1, finest=self.rung.scale - 1)
+        except LatentBridgeError:
+            return False
+        self.finest = self.rung.scale - 1
+        return True
+
+
+def columns(x: torch.Tensor) -> int:
+    """Tiles per row of the grid the previews of ``x`` make: a video item's frames in one row, else a square grid."""
+    return x.shape[2] if x.ndim == 5 else math.ceil(math.sqrt(x.shape[0]))
 
 
 def frame_indices(count: int, keep: int) -> list[int]:
@@ -255,6 +294,7 @@ class LivePreviewer:
         self.render, self.label, self.settings = render, label, settings
         self._core_factory, self._core, self.failed = core, None, False
         self._next = 0.0  # perf_counter time before which a new preview is skipped (throttling)
+        self._last: float | None = None  # perf_counter time of the previous call: one step before this one
         self._warm = False  # whether a preview has been made (its weights are loaded)
 
     def tiles(self, x0: torch.Tensor) -> torch.Tensor:
@@ -267,10 +307,9 @@ class LivePreviewer:
             out = self.render(x)
             if out.ndim == 4:  # frames folded into the batch, batch-major
                 out = out.unflatten(0, (x.shape[0], -1)).transpose(1, 2)
-            image = grid(out.transpose(1, 2).flatten(0, 1), out.shape[2])
+            image = grid(out.transpose(1, 2).flatten(0, 1), columns(x))
         else:
-            out = self.render(x)
-            image = grid(out, math.ceil(math.sqrt(len(out))))
+            image = grid(self.render(x), columns(x))
         longest = max(image.shape[-2:])
         if longest > self.settings.max_size:
             image = preview.resize(image[None], self.settings.max_size)[0]
@@ -288,6 +327,7 @@ class LivePreviewer:
             core = self.core()
             return core.decode_latent_to_preview_image(preview_format, x0) if core is not None else None
         start = time.perf_counter()
+        interval, self._last = (start - self._last if self._last is not None else None), start
         if start < self._next:
             return None  # throttled: this step goes without a preview image
         try:
@@ -300,8 +340,16 @@ class LivePreviewer:
         cost = time.perf_counter() - start
         if self._warm:  # the first preview also loads the previewer's weights: it says nothing of the cost per step
             self._next = start + cost / self.settings.budget
+            if interval is not None and cost > self.settings.budget * interval and self._step_down():
+                log.info("latentbridge: live preview (%s) took %.0f ms, over %g of a step: a coarser previewer "
+                         "for the rest of the run", self.label, cost * 1000, self.settings.budget)
         self._warm = True
         return ("JPEG", image, self.settings.max_size)
+
+    def _step_down(self) -> bool:
+        """A cheaper render where the render has one (a neural :class:`Ladder` with a coarser rung installed)."""
+        step_down = getattr(self.render, "step_down", None)
+        return bool(step_down()) if step_down is not None else False
 
     def core(self) -> Any:
         """ComfyUI's own previewer for the same call, made on first need."""
@@ -339,8 +387,8 @@ def wrap(core_get_previewer: Callable[..., Any]) -> Callable[..., Any]:
             return core()
         try:
             method = _preview_method()
-            chosen = choose(method, latent_format)
             settings = Settings.read(_core_preview_size())
+            chosen = choose(method, latent_format, max_size=settings.max_size)
         except Exception as e:  # noqa: BLE001 - choosing a previewer must never fail the run
             log.warning("latentbridge: no live preview of its own (%s: %s); ComfyUI's previewer is used",
                         type(e).__name__, e)
@@ -411,5 +459,5 @@ def uninstall(module: ModuleType) -> None:
         module.get_previewer = original
 
 
-__all__ = ["LivePreviewer", "Settings", "add_route", "choose", "enabled", "install", "set_enabled",
+__all__ = ["Ladder", "LivePreviewer", "Settings", "add_route", "choose", "enabled", "install", "set_enabled",
            "space_of_format", "uninstall", "wrap"]

@@ -163,8 +163,9 @@ class LivePreview:
     ``method``: ``auto`` (neural where the space has a shipped previewer, else linear), ``linear``, ``neural`` or
     ``tiny``. ``out_dir`` receives ``step-NNNN.png`` frames (a grid of all batch items), ``preview.webp`` and
     ``grid.png`` (the last frame) when sampling ends; ``on_image(step, images)`` receives PIL images instead or as
-    well. ``size`` resizes each preview (longer side, pixels). ``height``/``width`` (image pixels) unpack Flux token
-    latents that are not square. ``max_frames`` bounds the frames kept for the animation.
+    well. ``size`` resizes each preview (longer side, pixels); the neural method then runs the rung of the space's
+    preview ladder nearest it (FLUX.2: /8 or /4, see docs/previews.md). ``height``/``width`` (image pixels) unpack
+    Flux token latents that are not square. ``max_frames`` bounds the frames kept for the animation.
 
     Video pipelines: each step's picture is a strip of the latent frames per clip (one row per batch item, and one
     PIL strip per clip for ``on_image``); when sampling ends ``clip-N.webp`` holds the last preview of clip N, one
