@@ -24,6 +24,14 @@ def test_spaces_json_lists_the_whole_registry(capsys):
     assert next(d for d in data if d["id"] == "flux2")["packing"] == {"patch": 2, "unpacked_channels": 32}
 
 
+def test_spaces_json_lists_every_spaces_preview_ladder(capsys):
+    code, out, _ = run(capsys, "spaces", "--json")
+    rungs = {d["id"]: d["previewers"] for d in json.loads(out)}
+    assert code == 0 and rungs["flux2"] == [{"name": "previewer-flux2", "scale": 1},
+                                            {"name": "previewer-flux2-x2", "scale": 2}]
+    assert rungs["sana"] == [{"name": "previewer-sana", "scale": 1}]
+
+
 def test_spaces_table_shows_every_space_with_its_temporal_downscale(capsys):
     code, out, _ = run(capsys, "spaces")
     rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines()[1:]}

@@ -34,6 +34,23 @@ def test_preview_size_and_factors_file(tmp_path, capsys):
         assert im.size == (96, 64)
 
 
+@pytest.mark.parametrize("size, scale", [(16, 1), (32, 2)])
+def test_preview_size_runs_the_preview_ladder_rung_nearest_it(tmp_path, capsys, preview_rungs, size, scale):
+    import numpy as np
+
+    from latentbridge.preview import preview
+
+    paths = {s: preview_rungs("flux2", s) for s in (1, 2)}
+    x = torch.randn(1, 128, 8, 6)  # 16 x 12 at /8, 32 x 24 at /4
+    path = io.save_latent(tmp_path / "a.safetensors", x, space="flux2", domain="model")
+    code, out, _ = run(capsys, "preview", path, "--size", size, "-o", tmp_path / "p.png")
+    assert code == 0 and "flux2 neural" in out
+    want = preview(x, "flux2", method="neural", previewer=paths[scale])[0]
+    with Image.open(tmp_path / "p.png") as im:
+        got = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+    assert got.shape == want.shape and (got - want).abs().max() <= 0.5 / 255 + 1e-6
+
+
 def test_preview_animate_turns_files_into_frames(tmp_path, capsys):
     paths = [io.save_latent(tmp_path / f"{i}.safetensors", torch.randn(1, 16, 8, 8), space="sd3", domain="model")
              for i in range(3)]

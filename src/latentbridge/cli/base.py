@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_spaces(args: argparse.Namespace) -> int:
     if args.json:
-        print_json([dataclasses.asdict(s) for s in spaces.all()])
+        print_json([{**dataclasses.asdict(s), "previewers": [dataclasses.asdict(r) for r in s.preview_rungs]}
+                    for s in spaces.all()])
         return 0
     print(f"{'id':<16}{'ch':>4}{'/':>4}{'/t':>4}  {'raw -> model':<44}{'tiny':<10}{'interp':<7}aliases")
     for s in spaces.all():
