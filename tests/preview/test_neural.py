@@ -19,6 +19,12 @@ def test_ladder_puts_the_rung_nearest_the_wanted_size_first(want, scale):
     assert neural.ladder(FLUX2, 128, want)[0].scale == scale
 
 
+def test_file_names_come_from_the_registry_ladder():
+    assert neural.file_name("flux2", 2) == "previewer-flux2-x2.safetensors"
+    assert neural.file_name("flux2") == "previewer-flux2.safetensors"
+    assert neural.file_name("sd1", 2) == "previewer-sd1-x2.safetensors"  # a scale its ladder does not list
+
+
 def test_ladder_leaves_out_rungs_finer_than_a_cost_cap():
     assert [r.scale for r in neural.ladder(FLUX2, 128, 512, finest=1)] == [1]
     assert neural.ladder(FLUX2, 128, 512, finest=0) == []

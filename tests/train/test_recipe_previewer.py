@@ -57,3 +57,10 @@ def test_factors_recipe_fits_in_closed_form_and_exports_a_factors_file(toy_datas
     assert metrics["psnr_affine"] > 40 and metrics["psnr_affine"] > metrics["psnr_builtin"] + 10
     f = load_factors(tmp_path / "fac" / "export" / "factors-sd1.safetensors")
     assert f.form in ("linear", "affine") and f.channels == 4
+
+
+def test_a_finer_previewer_is_exported_under_the_name_of_its_scale(toy_dataset, tmp_path):
+    _run(tmp_path, PREVIEWER.replace("crop = 3\n", "crop = 3\nscale = 2\n"), toy_dataset, "x2")
+    export = tmp_path / "x2" / "export" / "previewer-sd1-x2.safetensors"
+    out = preview(torch.randn(1, 4, 5, 6), "sd1", method="neural", previewer=export)
+    assert out.shape == (1, 3, 10, 12)
