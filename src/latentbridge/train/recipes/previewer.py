@@ -153,7 +153,8 @@ class PreviewerRecipe(Recipe):
                  f"{'the latent resolution' if cfg.scale == 1 else f'{cfg.scale}x the latent resolution'}. "
                  "Held-out metrics: PSNR against the photo averaged over each output pixel's cell, "
                  f"{card.get('metrics_on', 'held-out images')}. Load it with `latentbridge.preview.preview(latent, "
-                 f"'{self.space.id}', method='neural')`.")
+                 f"'{self.space.id}', method='neural'{'' if cfg.scale == 1 else ', size=...'})`: the rung of the "
+                 "space's preview ladder nearest the size asked for runs (docs/previews.md).")
         text = card_text(f"latentbridge previewer for {self.space.title}", facts, card["metrics"], notes)
         meta = metadata(cfg, self.space.id, {"latentbridge.card": json.dumps(card, default=str)})
         return save_model(out / file_name(self.space, cfg.scale), {k: v.float() for k, v in net.state_dict().items()}, meta, text)
