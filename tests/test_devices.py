@@ -62,3 +62,11 @@ def test_a_gpu_index_past_the_last_is_refused():
 def test_every_function_that_takes_a_device_checks_it_first(call, device):
     with pytest.raises(InputError, match=f"device='{device}'"):
         call(device)
+
+
+def test_models_compute_in_the_callers_dtype_except_float16_on_a_cpu():
+    cpu = torch.device("cpu")
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        assert devices.compute_dtype(dtype, cpu) == dtype
+    assert devices.compute_dtype(torch.float16, cpu) == torch.float32
+    assert devices.compute_dtype(torch.float16, torch.device("cuda")) == torch.float16

@@ -196,3 +196,39 @@ def test_a_models_dir_that_is_a_file_is_called_so(tmp_path):
 def test_a_missing_models_dir_holds_nothing_and_is_named_where_it_looked(tmp_path):
     with pytest.raises(WeightsNotFoundError, match=f"Looked in: {tmp_path / 'm'}"):
         weights.resolve("w", filenames=["w.safetensors"], models_dir=tmp_path / "m")
+
+
+def test_stored_rounds_floating_tensors_only_and_records_the_dtype():
+    tensors = {"w": torch.tensor([1 / 3, 2.0]), "steps": torch.tensor([7])}
+    for name, dtype in weights.STORAGE_DTYPES.items():
+        out, meta = weights.stored(tensors, {"latentbridge.kind": "upscaler"}, name)
+        assert out["w"].dtype == dtype and torch.equal(out["w"], tensors["w"].to(dtype))
+        assert torch.equal(out["steps"], tensors["steps"]) and out["steps"].dtype == torch.int64
+        assert meta == {"latentbridge.kind": "upscaler", "latentbridge.storage": name}
+        assert weights.model_info(meta).storage == name
+    assert weights.model_info({"latentbridge.kind": "upscaler"}).storage == "float32"
+
+
+def test_stored_refuses_weights_beyond_the_dtype_and_unknown_dtypes():
+    with pytest.raises(InputError, match="w holds values beyond float16's range.*keep this model in float32"):
+        weights.stored({"w": torch.tensor([1e5])}, {}, "float16")
+    assert weights.stored({"w": torch.tensor([1e5])}, {}, "bfloat16")[0]["w"].dtype == torch.bfloat16
+    with pytest.raises(InputError, match="dtype='int8' is not a storage dtype: use one of float32, float16, bfloat16"):
+        weights.stored({}, {}, "int8")
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_a_half_precision_file_loads_as_its_float32_weights_rounded(tmp_path, storage):
+    weights.clear_cache()
+    net = torch.nn.Linear(3, 2)
+    meta = weights.model_metadata(kind="upscaler", spaces=["sd1"], domains=["taesd"], config={"n": 3})
+    tensors, meta = weights.stored(net.state_dict(), meta, storage)
+    save_file(tensors, str(tmp_path / "half.safetensors"), metadata=meta)
+    loaded, info = weights.load_model(tmp_path / "half.safetensors", kind="upscaler", build=_build_linear)
+    assert info.storage == storage and loaded.weight.dtype == torch.float32
+    half = weights.STORAGE_DTYPES[storage]
+    for name, value in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value.to(half).float())  # the upcast is exact
+    x = torch.randn(4, 3)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), torch.nn.functional.linear(x, net.weight.to(half).float(), net.bias.to(half).float()))

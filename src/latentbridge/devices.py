@@ -66,3 +66,10 @@ def resolve(device: str | torch.device | None, *, default: str | torch.device = 
 
 def _choices() -> str:
     return f"one of {', '.join([*available(), AUTO])}"
+
+
+def compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype a model runs in for a caller's tensor of ``dtype`` on ``device``: the caller's own, except float16
+    on a CPU, where most processors have no float16 arithmetic (convolutions 5x slower than float32): float32.
+    Model files keep their weights in float32, float16 or bfloat16 whatever this says: they are cast on loading."""
+    return torch.float32 if device.type == "cpu" and dtype == torch.float16 else dtype

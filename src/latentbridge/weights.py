@@ -251,6 +251,38 @@ class ModelInfo:
     def space(self) -> str | None:
         return self.spaces[0] if self.spaces else None
 
+    @property
+    def storage(self) -> str:
+        """The dtype the file keeps its weights in (:data:`STORAGE_DTYPES`); files that do not say are float32."""
+        return self.metadata.get(STORAGE_KEY, "float32")
+
+
+# The dtypes a model file may keep its weights in. Networks are built in float32 and the stored tensors upcast into
+# them exactly (:func:`load_state`), so the storage dtype only decides the file's size and the weights' rounding;
+# the network then computes in the dtype its caller asks for.
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+STORAGE_KEY = f"{META}storage"
+
+
+def stored(tensors: dict[str, torch.Tensor], metadata: dict[str, str], dtype: str
+           ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a model file that keeps its weights in ``dtype`` (a :data:`STORAGE_DTYPES`
+    name): floating-point tensors rounded to it on the CPU (others as they are), the dtype recorded under
+    :data:`STORAGE_KEY`. :class:`InputError` when a weight is beyond the dtype's range (float16 stops at 65504)."""
+    if dtype not in STORAGE_DTYPES:
+        raise InputError(f"dtype={dtype!r} is not a storage dtype: use one of {', '.join(STORAGE_DTYPES)}")
+    want = STORAGE_DTYPES[dtype]
+    out: dict[str, torch.Tensor] = {}
+    for k, v in tensors.items():
+        v = v.detach().to("cpu")
+        if v.is_floating_point():
+            limit = torch.finfo(want).max
+            if bool((v.isfinite() & (v.abs() > limit)).any()):
+                raise InputError(f"{k} holds values beyond {dtype}'s range (+-{limit:g}): keep this model in float32")
+            v = v.to(want)
+        out[k] = v.contiguous()
+    return out, {**metadata, STORAGE_KEY: dtype}
+
 
 def model_metadata(*, kind: str, spaces: Sequence[str], domains: Sequence[str], arch: str | None = None,
                    config: dict | None = None, metrics: dict | None = None, extra: dict[str, str] | None = None
@@ -308,8 +340,8 @@ def state_mismatch(want: dict[str, torch.Tensor | torch.Size | tuple[int, ...]],
 
 
 def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], *, source: str | os.PathLike) -> torch.nn.Module:
-    """Load ``tensors`` into ``module`` (in its dtype) when they fit exactly; else :class:`WeightsFormatError` with
-    :func:`state_mismatch`."""
+    """Load ``tensors`` into ``module`` (in its dtype: weights stored in float16 or bfloat16 upcast exactly into a
+    float32 network) when they fit exactly; else :class:`WeightsFormatError` with :func:`state_mismatch`."""
     want = module.state_dict()
     mismatch = state_mismatch(want, tensors)
     if mismatch:

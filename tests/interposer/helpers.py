@@ -41,7 +41,7 @@ def write_v4(folder: Path, src: str, dst: str, seed: int = 0) -> Path:
 
 
 def write_bridge(folder: Path, src: str, dst: str, *, domain: str = "taesd", width: int = 8, blocks: int = 1,
-                 seed: int = 0, name: str | None = None) -> Path:
+                 seed: int = 0, name: str | None = None, storage: str = "float32") -> Path:
     """One of our interposer files with small random weights."""
     a, b = spaces.get(src), spaces.get(dst)
     ratio = a.downscale_in(domain) / b.downscale_in(domain)
@@ -53,5 +53,5 @@ def write_bridge(folder: Path, src: str, dst: str, *, domain: str = "taesd", wid
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (name or f"{a.id}-to-{b.id}.safetensors")
     meta = bridge_metadata(net, src=a.id, dst=b.id, domain_in=domain, domain_out=domain, metrics={"rel_mse": 0.5})
-    save_model(path, net.state_dict(), meta, "# test model\n")
+    save_model(path, net.state_dict(), meta, "# test model\n", dtype=storage)
     return path

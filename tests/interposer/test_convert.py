@@ -1,9 +1,10 @@
 import pytest
 import torch
+from safetensors.torch import save_file
 
-from latentbridge import spaces
+from latentbridge import spaces, weights
 from latentbridge.errors import InputError, UnknownSpaceError
-from latentbridge.interposer import convert, load_file
+from latentbridge.interposer import bridge_entry, convert, inference_net, load_file
 
 from .helpers import write_bridge, write_v4
 
@@ -106,3 +107,30 @@ def test_convert_with_models_dir_offline_uses_only_the_models_there(models):
     with pytest.raises(InputError) as e:
         convert(torch.randn(1, 16, 8, 8), "fx", "v1", models_dir=models)
     assert "Possible conversions" in str(e.value) and "offline" in str(e.value)
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_a_half_precision_interposer_converts_as_its_weights_loaded_in_float32(tmp_path, monkeypatch, storage):
+    monkeypatch.setenv("LATENTBRIDGE_OFFLINE", "1")
+    half = write_bridge(tmp_path / "half", "sana", "flux2", seed=2, storage=storage)
+    tensors, meta = weights.load_tensors(half)
+    assert {t.dtype for t in tensors.values()} == {weights.STORAGE_DTYPES[storage]}
+    (tmp_path / "full").mkdir()
+    full, full_meta = weights.stored(tensors, meta, "float32")  # the same weights, upcast
+    save_file(full, str(tmp_path / "full" / half.name), metadata=full_meta)
+    x = torch.randn(1, 32, 4, 4)
+    got = convert(x, "sana", "flux2", domain="taesd", models_dir=tmp_path / "half")
+    assert got.dtype == torch.float32
+    assert torch.equal(got, convert(x, "sana", "flux2", domain="taesd", models_dir=tmp_path / "full"))
+
+
+def test_convert_computes_bfloat16_in_bfloat16_and_float16_in_float32_on_a_cpu(models):
+    path = models / "sana-to-flux2.safetensors"
+    x = torch.randn(1, 32, 4, 4)
+    net = inference_net(path, bridge_entry(path), torch.device("cpu"), torch.bfloat16)
+    assert next(net.parameters()).dtype == torch.bfloat16
+    y = convert(x.bfloat16(), "sana", "flux2", domain="taesd", models_dir=models)
+    assert torch.equal(y, net(x.bfloat16().contiguous(memory_format=torch.channels_last)).contiguous())
+    y16 = convert(x.half(), "sana", "flux2", domain="taesd", models_dir=models)
+    want = convert(x.half().float(), "sana", "flux2", domain="taesd", models_dir=models).half()
+    assert y16.dtype == torch.float16 and torch.equal(y16, want)

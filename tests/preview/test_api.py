@@ -1,7 +1,8 @@
 import pytest
 import torch
+from safetensors.torch import save_file
 
-from latentbridge import spaces
+from latentbridge import spaces, weights
 from latentbridge.errors import InputError
 from latentbridge.preview import MARKER, Previewer, PreviewerConfig, neural, preview, resize
 from latentbridge.preview.neural import metadata
@@ -74,13 +75,13 @@ def test_preview_size_resizes_longer_side_and_keeps_dtype():
     assert resize(torch.rand(1, 3, 64, 64), 16).shape == (1, 3, 16, 16)
 
 
-def _tiny_previewer(tmp_path, space, **config):
+def _tiny_previewer(tmp_path, space, storage="float32", **config):
     sp = spaces.get(space)
     cfg = PreviewerConfig(sp.taesd_channels, width=8, **config)
     net = Previewer(cfg)
     torch.nn.init.normal_(net.body[-1].weight, std=0.1)
     path = tmp_path / neural.file_name(space)
-    save_model(path, net.state_dict(), metadata(cfg, space), "# test previewer\n")
+    save_model(path, net.state_dict(), metadata(cfg, space), "# test previewer\n", dtype=storage)
     return path
 
 
@@ -191,3 +192,26 @@ def test_preview_tiny_of_a_video_latent_runs_the_spaces_tiny_video_decoder_per_c
     torch.testing.assert_close(out[0], want[0])
     marked = (out == torch.tensor(MARKER).view(1, 3, 1, 1, 1)).all(1)
     assert marked[1, 2, 1, 1] and int(marked.sum()) == 1
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_a_half_precision_previewer_previews_as_its_weights_loaded_in_float32(tmp_path, storage):
+    half = _tiny_previewer(tmp_path, "sd3", storage=storage)
+    tensors, meta = weights.load_tensors(half)
+    assert {t.dtype for t in tensors.values()} == {weights.STORAGE_DTYPES[storage]}
+    full, full_meta = weights.stored(tensors, meta, "float32")  # the same weights, upcast
+    save_file(full, str(tmp_path / "full.safetensors"), metadata=full_meta)
+    x = torch.randn(2, 16, 5, 3)
+    out = preview(x, "sd3", method="neural", previewer=half)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, preview(x, "sd3", method="neural", previewer=tmp_path / "full.safetensors"))
+
+
+def test_preview_neural_computes_in_the_latents_dtype(tmp_path):
+    path = _tiny_previewer(tmp_path, "sd3", storage="float16")
+    x = torch.randn(2, 16, 5, 3, dtype=torch.bfloat16)
+    out = preview(x, "sd3", method="neural", previewer=path)
+    net = neural.load("sd3", path, dtype=torch.bfloat16)
+    assert next(net.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        assert out.dtype == torch.bfloat16 and torch.equal(out, net(x).clamp(0, 1))

@@ -42,6 +42,14 @@ def test_config_bad_choice_lists_the_choices(tmp_path):
         load_config(write(tmp_path, 'recipe = "toy"\n[train]\nprecision = "fp8"\n'))
 
 
+def test_config_export_dtype_defaults_to_float16_and_takes_the_storage_dtypes_only(tmp_path):
+    assert load_config(write(tmp_path, 'recipe = "toy"\n')).export.dtype == "float16"
+    cfg = load_config(write(tmp_path, 'recipe = "toy"\n[export]\ndtype = "bfloat16"\n'))
+    assert cfg.export.dtype == "bfloat16" and cfg.to_dict()["export"] == {"dtype": "bfloat16"}
+    with pytest.raises(InputError, match="export.dtype = 'int8': use one of float16, bfloat16, float32"):
+        load_config(write(tmp_path, 'recipe = "toy"\n[export]\ndtype = "int8"\n'))
+
+
 def test_config_that_is_not_toml_says_so(tmp_path):
     with pytest.raises(InputError, match="not valid TOML"):
         load_config(write(tmp_path, "recipe = \n"))

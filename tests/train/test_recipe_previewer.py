@@ -1,7 +1,9 @@
 """The previewer and factors recipes on the toy dataset (a fake linear sd1 encoder), end to end through the trainer."""
 
+import pytest
 import torch
 
+from latentbridge import weights
 from latentbridge.preview import load_factors, preview
 from latentbridge.train import Trainer, load_config
 
@@ -42,6 +44,27 @@ def test_previewer_recipe_trains_and_exports_a_loadable_previewer(toy_dataset, t
     assert export.is_file() and "parameters" in export.with_suffix(".md").read_text()
     out = preview(torch.randn(2, 4, 5, 6), "sd1", method="neural", previewer=export)
     assert out.shape == (2, 3, 5, 6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_export_keeps_the_weights_in_the_configured_dtype_and_scores_them_so(toy_dataset, tmp_path, dtype):
+    metrics = _run(tmp_path, PREVIEWER + f'[export]\ndtype = "{dtype}"\n', toy_dataset, dtype)
+    export = tmp_path / dtype / "export" / "previewer-sd1.safetensors"
+    tensors, meta = weights.load_tensors(export)
+    assert {t.dtype for t in tensors.values()} == {weights.STORAGE_DTYPES[dtype]}
+    assert weights.model_info(meta).storage == dtype
+    card = export.with_suffix(".md").read_text()
+    assert f"- **storage**: {dtype}" in card and f"- **psnr**: {metrics['psnr']:.4f}" in card
+    assert ("metrics_before_rounding_to_storage" in card) == (dtype != "float32")
+
+
+def test_a_factors_export_keeps_the_default_float16(toy_dataset, tmp_path):
+    _run(tmp_path, FACTORS, toy_dataset, "fac16")
+    path = tmp_path / "fac16" / "export" / "factors-sd1.safetensors"
+    tensors, meta = weights.load_tensors(path)
+    assert {t.dtype for t in tensors.values()} == {torch.float16} and weights.model_info(meta).storage == "float16"
+    assert load_factors(path).weight.dtype == torch.float32
+    assert "Storage: float16 (the PSNR above is of the stored factors" in path.with_suffix(".md").read_text()
 
 
 def test_previewer_recipe_starts_from_the_affine_fit(toy_dataset, tmp_path):

@@ -16,14 +16,16 @@ from latentbridge.upscale.learned import to_tensors, weight_name
 SMALL = dict(width=8, blocks=1, sub=2, sub_channels=4, head=8, head_blocks=1)
 
 
-def _save(folder: Path, space: str, *, randomise: bool = True, **config) -> Path:
+def _save(folder: Path, space: str, *, randomise: bool = True, storage: str = "float32", name: str | None = None,
+          **config) -> Path:
     sp = spaces.get(space)
     net = UpscalerNet(UpscalerConfig(channels=sp.taesd_channels, **{**SMALL, **config}))
     if randomise:  # zero-initialised output layers would make every test trivially pass
+        torch.manual_seed(0)
         for p in net.parameters():
             torch.nn.init.normal_(p, std=0.1)
-    tensors, meta = to_tensors(net, sp)
-    path = folder / weight_name(sp)
+    tensors, meta = weights.stored(*to_tensors(net, sp), storage)
+    path = folder / (name or weight_name(sp))
     save_file(tensors, str(path), metadata=meta)
     return path
 
@@ -145,3 +147,28 @@ def test_sub_grid_strided_conv_equals_unshuffle_then_pointwise_conv():
     strided = F.conv2d(grid, net.from_sub.weight.view(c.head, c.sub_channels, c.sub, c.sub), net.from_sub.bias,
                        stride=c.sub)
     assert torch.allclose(strided, net.from_sub(F.pixel_unshuffle(grid, c.sub)), atol=1e-5)
+
+
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_a_half_precision_upscaler_file_computes_what_its_weights_rounded_to_float32_compute(models, storage):
+    half = load(_save(models, "sd1", storage=storage, name="half.safetensors"))
+    full = load(_save(models, "sd1", name="full.safetensors"))
+    assert all(p.dtype == torch.float32 for p in half.net.parameters())
+    with torch.no_grad():
+        for p in full.net.parameters():
+            p.copy_(p.to(weights.STORAGE_DTYPES[storage]))
+    x = torch.randn(1, 4, 5, 6)
+    assert torch.equal(half(x, (10, 12)), full(x, (10, 12)))
+
+
+def test_learned_upscale_computes_in_the_latents_dtype_and_float16_in_float32_on_a_cpu(models):
+    path = _save(models, "sd1", storage="float16")
+    x = torch.randn(1, 4, 5, 6)
+    out = upscale(x, "sd1", 2, method="nn", domain="taesd", model=path)
+    assert out.dtype == torch.float32 and torch.equal(out, load(path)(x, (10, 12)))
+    bf = upscale(x.bfloat16(), "sd1", 2, method="nn", domain="taesd", model=path)
+    assert bf.dtype == torch.bfloat16
+    assert torch.equal(bf, load(path, dtype=torch.bfloat16)(x.bfloat16(), (10, 12)))
+    assert not torch.equal(bf.float(), load(path)(x.bfloat16().float(), (10, 12)))  # not float32 work rounded
+    fp16 = upscale(x.half(), "sd1", 2, method="nn", domain="taesd", model=path)
+    assert fp16.dtype == torch.float16 and torch.equal(fp16, load(path)(x.half().float(), (10, 12)).half())

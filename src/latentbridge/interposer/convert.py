@@ -36,13 +36,6 @@ def _as_batch(latent: torch.Tensor, space: spaces.LatentSpace, domain: str) -> t
     return x, lead, domain
 
 
-def _compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
-    """The input's dtype, except half precision on a CPU (slow and lossy there): float32."""
-    if device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
-        return torch.float32
-    return dtype
-
-
 def run_route(x: torch.Tensor, route: Route, domain: str, *, models_dir: str | os.PathLike | None = None) -> torch.Tensor:
     """Apply ``route`` to a (B, C, H, W) latent of ``route.src`` in ``domain``; returns ``route.dst`` in ``domain``."""
     space, dom = spaces.get(route.src), domain
@@ -67,7 +60,8 @@ def convert(latent: torch.Tensor, src: str | spaces.LatentSpace, dst: str | spac
 
     Each model gets the domain it was trained on (v4.0: raw) whatever the caller holds. Leading dims (batch and
     more) pass through; FLUX.2 may come packed (128 ch) or unpacked (32 ch) in the raw/model domains. The
-    networks run on ``device`` (default: the latent's); the result has the latent's device and dtype. With
+    networks run on ``device`` (default: the latent's) in the latent's dtype (float16 on a CPU: float32,
+    :func:`latentbridge.devices.compute_dtype`); the result has the latent's device and dtype. With
     ``models_dir`` given and offline mode on, only the models found there are used.
     """
     a, b = spaces.get(src), spaces.get(dst)
@@ -75,7 +69,7 @@ def convert(latent: torch.Tensor, src: str | spaces.LatentSpace, dst: str | spac
     x, lead, domain = _as_batch(latent, a, domain)
     route = plan(a, b, models_dir=models_dir)
     run_on = devices.resolve(device, default=latent.device)
-    x = x.to(run_on, _compute_dtype(latent.dtype, run_on))
+    x = x.to(run_on, devices.compute_dtype(latent.dtype, run_on))
     if route.steps and a.ndim != 4:
         raise InputError(f"interposers work on 4-D image latents; {a.id} latents are {a.ndim}-D")
     y = run_route(x, route, domain, models_dir=models_dir)

@@ -188,8 +188,9 @@ def _from_space(sp: spaces.LatentSpace) -> Factors:
 
 
 def save_factors(path: str | os.PathLike, fitted: dict[str, Factors], *, space: str, default: str,
-                 info: dict | None = None, overwrite: bool = False) -> Path:
-    """Write several fitted forms into one safetensors file (atomically) with their metadata."""
+                 info: dict | None = None, overwrite: bool = False, dtype: str = "float32") -> Path:
+    """Write several fitted forms into one safetensors file (atomically) with their metadata, the matrices kept in
+    ``dtype`` (:func:`latentbridge.weights.stored`; they are read back as float32)."""
     if default not in fitted:
         raise InputError(f"default form {default!r} is not among the fitted ones ({', '.join(fitted)})")
     channels = {f.channels for f in fitted.values()}
@@ -201,6 +202,7 @@ def save_factors(path: str | os.PathLike, fitted: dict[str, Factors], *, space: 
     meta = weights.model_metadata(kind=KIND, spaces=[spaces.get(space).id], domains=["taesd"],
                                   config={"channels": channels.pop(), "default_form": default, "forms": list(fitted)},
                                   metrics=info)
+    tensors, meta = weights.stored(tensors, meta, dtype)
     path = Path(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata=meta)

@@ -9,13 +9,16 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from .. import weights
 from ..io import atomic_path
 
 
-def save_model(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], card: str) -> list[Path]:
-    """Write ``path`` (safetensors; metadata values JSON-encoded unless strings) and ``path`` with ``.md``."""
+def save_model(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any], card: str, *,
+               dtype: str = "float32") -> list[Path]:
+    """Write ``path`` (safetensors; metadata values JSON-encoded unless strings) with its weights kept in ``dtype``
+    (:func:`latentbridge.weights.stored`), and ``path`` with ``.md``."""
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    data, meta = weights.stored(tensors, meta, dtype)
     with atomic_path(path, overwrite=True) as tmp:
         save_file(data, str(tmp), metadata=meta)
     card_path = path.with_suffix(".md")

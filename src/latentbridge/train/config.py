@@ -53,19 +53,26 @@ class OptimOptions:
 
 
 @dataclass
+class ExportOptions:
+    dtype: str = "float16"  # float16 | bfloat16 | float32: the dtype the exported file keeps its weights in
+
+
+@dataclass
 class RunConfig:
     recipe: str
     options: typing.Any  # the recipe's own Options dataclass, from the [recipe] table
     train: TrainOptions = field(default_factory=TrainOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
+    export: ExportOptions = field(default_factory=ExportOptions)
 
     def to_dict(self) -> dict:
         return {"recipe": self.recipe, "recipe_options": dataclasses.asdict(self.options),
-                "train": dataclasses.asdict(self.train), "optim": dataclasses.asdict(self.optim)}
+                "train": dataclasses.asdict(self.train), "optim": dataclasses.asdict(self.optim),
+                "export": dataclasses.asdict(self.export)}
 
 
 _CHOICES = {("train", "precision"): ("fp32", "bf16", "fp16"), ("train", "device"): ("auto", "cpu", "cuda"),
-            ("optim", "schedule"): ("cosine", "constant")}
+            ("optim", "schedule"): ("cosine", "constant"), ("export", "dtype"): ("float16", "bfloat16", "float32")}
 
 
 def from_table(cls: type, table: dict, section: str) -> typing.Any:
@@ -162,10 +169,10 @@ def load_config(path: str | Path, *, overrides: dict | None = None) -> RunConfig
 def _from_data(data: dict, overrides: dict) -> RunConfig:
     from .recipe import get_recipe
 
-    unknown = sorted(set(data) - {"recipe", "train", "optim"})
+    unknown = sorted(set(data) - {"recipe", "train", "optim", "export"})
     if unknown:
         raise InputError(f"unknown section(s) {', '.join(unknown)}; a config has recipe = \"NAME\" and the "
-                         "tables [recipe], [train], [optim]")
+                         "tables [recipe], [train], [optim], [export]")
     name = data.get("recipe")
     if isinstance(name, dict):
         table = dict(name)
@@ -186,4 +193,5 @@ def _from_data(data: dict, overrides: dict) -> RunConfig:
             raise InputError(f"optim.{key} = {getattr(optim, key)!r}: it must be below 1 (0.9 and 0.99 are usual)")
     if optim.min_lr_ratio > 1:
         raise InputError(f"optim.min_lr_ratio = {optim.min_lr_ratio!r}: it is a fraction of lr, at most 1")
-    return RunConfig(name, from_table(recipe.Options, table, "recipe"), train, optim)
+    return RunConfig(name, from_table(recipe.Options, table, "recipe"), train, optim,
+                     from_table(ExportOptions, data.get("export", {}), "export"))

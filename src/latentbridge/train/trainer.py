@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .. import io, limits
+from .. import io, limits, weights
 from ..errors import InputError
 from .config import RunConfig
 from .dataset import DatasetInfo, LatentDataset
@@ -235,6 +235,11 @@ class Trainer:
         return state["step"], float(state["elapsed"]), list(state["window"])
 
     def _finish(self, metrics: dict[str, float], elapsed: float, steps: int) -> dict[str, float]:
+        storage = self.config.export.dtype
+        full = metrics
+        if storage != "float32":  # the run is over (its checkpoint is saved): score the weights the file will hold
+            self._round_weights(weights.STORAGE_DTYPES[storage])
+            metrics = self._evaluate()
         if self.main:
             _plot(self.out / METRICS, self.out / "metrics.png")
             device = str(self.device)
@@ -247,10 +252,22 @@ class Trainer:
                     "device": device, "processes": self.accelerator.num_processes,
                     "precision": self.config.train.precision, "batch_size": self.config.train.batch_size,
                     "data": self.info.summary(), "metrics_on": self.eval_note, "config": self.config.to_dict(),
-                    "metrics": metrics}
+                    "storage": storage, "metrics": metrics}
+            if storage != "float32":
+                card["metrics_before_rounding_to_storage"] = {k: round(v, 4) for k, v in full.items()}
             self.recipe.export(self._plain(), self.out / "export", card)
         self.accelerator.wait_for_everyone()
         return metrics
+
+
+    @torch.no_grad()
+    def _round_weights(self, dtype: torch.dtype) -> None:
+        """Round every floating-point weight of the networks to ``dtype`` (kept in their own dtype), as the exported
+        file will store them."""
+        for net in self._plain().values():
+            for t in [*net.parameters(), *net.buffers()]:
+                if t.is_floating_point():
+                    t.copy_(t.to(dtype))
 
 
 def _check_out(out: Path, resume: bool) -> None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import spaces, weights
+from .. import devices, spaces, weights
 from ..errors import InputError, LatentBridgeError, UnknownSpaceError, WeightsFormatError, WeightsNotFoundError
 from .plain import Scale, target_size
 
@@ -220,15 +220,18 @@ def upscale_learned(
     model: str | os.PathLike | LearnedUpscaler | None = None,
 ) -> torch.Tensor:
     """Upscale a latent of ``space`` in ``domain`` with the learned upscaler; the ratio must be one it was trained
-    for. The network runs in the taesd domain; the result comes back in ``domain``, on the input's device and dtype.
+    for. The network runs in the taesd domain and in the latent's dtype (float16 on a CPU: float32,
+    :func:`latentbridge.devices.compute_dtype`; a loaded ``model`` in its own); the result comes back in ``domain``,
+    on the input's device and dtype.
     """
     sp = spaces.get(space)
     spaces.validate(latent, sp, domain, finite=False)
     out_hw = target_size(latent.shape[-2:], scale, size)
     if tuple(out_hw) == tuple(latent.shape[-2:]):
         return latent.clone()
-    up = model if isinstance(model, LearnedUpscaler) else load(model if model is not None else sp,
-                                                                device=latent.device)
+    up = model if isinstance(model, LearnedUpscaler) else load(
+        model if model is not None else sp, device=latent.device,
+        dtype=devices.compute_dtype(latent.dtype, latent.device))
     if up.space is not sp:
         raise InputError(f"the loaded upscaler serves {up.space.id} ({up.config.channels}-channel taesd-domain "
                          f"latents); this is a {sp.id} latent ({sp.taesd_channels} channels in the taesd domain): "

@@ -106,14 +106,18 @@ class FactorsRecipe(Recipe):
         default = best_form({k.removeprefix("psnr_"): v for k, v in metrics.items()}, self.options.forms)
         path = out / f"factors-{self.space.id}.safetensors"
         info = {k: v for k, v in card.items() if k != "config"}
+        storage = card.get("storage", "float32")
         save_factors(path, fitted, space=self.space.id, default=default, info=json.loads(json.dumps(info, default=str)),
-                     overwrite=True)
+                     overwrite=True, dtype=storage)
         lines = [f"# Preview factors for {self.space.title}", "",
                  f"Closed-form ridge least squares (ridge {self.options.ridge:g}) from taesd-domain latents to the "
                  "photo averaged over each latent cell, RGB in [-1, 1]. Default form: "
                  f"**{default}** (best held-out PSNR).", "", "| factors | held-out PSNR (dB) |", "|---|---:|"]
         lines += [f"| {k.removeprefix('psnr_')} | {v:.2f} |" for k, v in metrics.items()]
-        lines += ["", f"Data: {json.dumps(card.get('data', {}), default=str)}", ""]
+        lines += ["", f"Data: {json.dumps(card.get('data', {}), default=str)}", "",
+                  f"Storage: {storage}" + (f" (the PSNR above is of the stored factors; before rounding: "
+                                           f"{card['metrics_before_rounding_to_storage']})"
+                                           if "metrics_before_rounding_to_storage" in card else ""), ""]
         card_path = path.with_suffix(".md")
         from ...io import atomic_path
 

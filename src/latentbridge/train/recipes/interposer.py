@@ -253,5 +253,6 @@ class InterposerRecipe(Recipe):
                                    domain_out=self.domains[b.id], metrics=metrics)
             meta["latentbridge.card"] = json.dumps(card, default=str)
             tensors = {k: no_denormals(v.float()) if v.is_floating_point() else v for k, v in net.state_dict().items()}
-            written += save_model(out / f"interposer-{a.id}-to-{b.id}.safetensors", tensors, meta, text)
+            written += save_model(out / f"interposer-{a.id}-to-{b.id}.safetensors", tensors, meta, text,
+                                  dtype=card.get("storage", "float32"))
         return written

@@ -157,4 +157,5 @@ class PreviewerRecipe(Recipe):
                  "space's preview ladder nearest the size asked for runs (docs/previews.md).")
         text = card_text(f"latentbridge previewer for {self.space.title}", facts, card["metrics"], notes)
         meta = metadata(cfg, self.space.id, {"latentbridge.card": json.dumps(card, default=str)})
-        return save_model(out / file_name(self.space, cfg.scale), {k: v.float() for k, v in net.state_dict().items()}, meta, text)
+        return save_model(out / file_name(self.space, cfg.scale), {k: v.float() for k, v in net.state_dict().items()},
+                          meta, text, dtype=card.get("storage", "float32"))

@@ -330,7 +330,7 @@ class UpscalerRecipe(Recipe):
                  "interpolation vs the decode-resize-encode round trip.")
         text = card_text(f"latentbridge upscaler for {self.space.title}", facts, metrics, notes)
         tensors, meta = to_tensors(net, self.space, {"card": json.dumps({**card, "metrics": metrics}, default=str)})
-        return save_model(out / weight_name(self.space), tensors, meta, text)
+        return save_model(out / weight_name(self.space), tensors, meta, text, dtype=card.get("storage", "float32"))
 
 
 def _name(pair: tuple[int, int]) -> str:
