@@ -1,6 +1,7 @@
 """Previewers on the held-out photos, side by side: quality at latent resolution and time per latent.
 
-For each held-out photo (photo_036..047, 512x512): the real tiny encoder (TAEF2 for flux2, TAESana for sana) gives
+For each held-out photo (the pool's eval split, or the 12 shared photos where the pool is absent or ``--held-out
+shared`` asks for them; centre-cropped to 512x512): the real tiny encoder (TAEF2 for flux2, TAESana for sana) gives
 the latent; each previewer maps it to RGB at latent resolution (/8 for FLUX.2, /32 for Sana) and is scored by PSNR
 against the photo averaged over each latent cell. The full TAEF2 decode (then averaged the same way) is the quality
 ceiling. Times are median CPU times of one thread (time.thread_time, so other jobs on the machine do not inflate
@@ -11,7 +12,7 @@ decode.
 Targets: neural flux2 >= 29 dB at <= 1/100 of a full TAEF2 decode; neural sana >= 33 dB; linear within 10x of a
 memory copy.
 
-    .venv/bin/python bench/bench_preview.py [--quick]
+    .venv/bin/python bench/bench_preview.py [--quick] [--held-out pool|shared] [--pool DIR] [--limit N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -27,20 +28,28 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, require, write_result
+from common import (
+    SHARED_WEIGHTS,
+    add_held_out_options,
+    held_out_from,
+    markdown_table,
+    pictured,
+    reproduce,
+    require,
+    write_result,
+)
 
 from latentbridge.metrics import psnr
 
-SHEET = ("photo_039.jpg", "photo_040.jpg", "photo_044.jpg", "photo_045.jpg", "photo_046.jpg")
-ATTRIBUTION = ("Contact sheets show the held-out photos with permissive licences only: photo_039 and photo_040 "
-               "(Trevor \"Freespace\", CC-BY-4.0), photo_044 and photo_046 (Aitzol Berasategi, CC-BY-4.0), photo_045 "
-               "(Clemens Engelhardt, CC0-1.0), from Debian's lomiri-wallpapers-16.04. PSNR is over all 12.")
+SHEET = 5  # photos on each contact sheet
 SIDES = (64, 128)
+BATCH = 4  # photos per call when scoring (a full TAEF2 decode of the whole set at once would not fit in memory)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer timing repeats, no 128x128 TAEF2 decode")
+    add_held_out_options(parser)
     args = parser.parse_args()
     require(SHARED_WEIGHTS / "taef2_decoder.pth", "the real TAEF2 and TAESana weights")
     os.environ.setdefault("LATENTBRIDGE_MODELS", str(SHARED_WEIGHTS))
@@ -48,13 +57,14 @@ def main() -> None:
     from latentbridge.preview import builtin, default_factors, preview
 
     torch.set_grad_enabled(False)
-    paths = photos(held_out=True)
-    images = torch.cat([io.load_image(p) for p in paths])
-    sheet_rows = [i for i, p in enumerate(paths) if p.name in SHEET]
+    held = held_out_from(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    images = torch.cat([p.load(512) for p in held.pictures])
+    sheet_pictures, credit_line = pictured(held, SHEET)
     repeat = 20 if args.quick else 100
     decoder = tiny.load("taef2_decoder")
-    report = [f"# Previewers on {len(paths)} held-out photos (512x512), CPU times of one thread", "",
-              __doc__.split("\n\n")[1].replace("\n", " "), ""]
+    report = [f"# Previewers on {len(held.pictures)} held-out photos (512x512), CPU times of one thread", "",
+              held.describe(), "", __doc__.split("\n\n")[1].replace("\n", " "), ""]
     summary = []
     to_taesd = lambda x: spaces.convert_domain(x, "flux2", "model", "taesd")  # noqa: E731
     decode_times = [_time(lambda x: decoder.decode(to_taesd(x)), spaces.get("flux2"), side, repeat,
@@ -62,9 +72,10 @@ def main() -> None:
     for space, encoder in (("flux2", "taef2_encoder"), ("sana", "taesana_encoder")):
         sp = spaces.get(space)
         enc = tiny.load(encoder)
-        latent = torch.cat([enc.encode(images[i:i + 4]) for i in range(0, len(images), 4)])  # taesd domain
-        model = spaces.convert_domain(latent, sp, "taesd", "model")
+        model = _batched(lambda x, sp=sp, enc=enc: spaces.convert_domain(enc.encode(x), sp, "taesd", "model"), images)
         target = F.avg_pool2d(images, sp.taesd_downscale)
+        sheet_images = torch.cat([p.load(512) for p in sheet_pictures]) if sheet_pictures else images[:0]
+        sheet_model = spaces.convert_domain(enc.encode(sheet_images), sp, "taesd", "model") if sheet_pictures else None
         methods = {}
         if sp.rgb_factors is not None:
             methods["linear, registry factors"] = lambda x, sp=sp: preview(x, sp, factors=builtin(sp))
@@ -74,10 +85,11 @@ def main() -> None:
         if space == "flux2":
             methods["full TAEF2 decode, averaged"] = lambda x: F.avg_pool2d(decoder.decode(to_taesd(x)).clamp(0, 1), 8)
         copy = [_time(lambda x: x.clone(), sp, side, repeat) for side in SIDES]
-        rows, sheets = [], {"photo (averaged target)": target}
+        rows, sheets = [], {"photo (averaged target)": F.avg_pool2d(sheet_images, sp.taesd_downscale)}
         for name, fn in methods.items():
-            score = psnr(fn(model), target)
-            sheets[name] = fn(model)
+            score = psnr(_batched(fn, model), target)
+            if sheet_model is not None:
+                sheets[name] = fn(sheet_model)
             times = (decode_times if "TAEF2" in name else
                      [_time(fn, sp, side, repeat) for side in SIDES])
             rows.append([name, f"{score.mean():.2f}", f"{score.min():.2f}",
@@ -91,17 +103,23 @@ def main() -> None:
                    f"Memory copy of the same (model-domain) latent: {_ms(copy[0])} ms (64x64), {_ms(copy[1])} ms "
                    f"(128x128); full TAEF2 decode: {_ms(decode_times[0])} ms (64x64), {_ms(decode_times[1])} ms "
                    "(128x128).", ""]
-        for name, picture in sheets.items():
+        for name, picture in sheets.items() if sheet_pictures else ():
             slug = "linear-fitted" if "shipped fitted" in name else name.split(",")[0].split(" (")[0].replace(" ", "-")
-            tiles = F.interpolate(picture[sheet_rows].float().clamp(0, 1), size=(128, 128), mode="nearest")
-            path = RESULTS / f"preview-{space}-{slug}.png"
-            io.save_image(path, tiles, nrow=len(sheet_rows), overwrite=True)
+            tiles = F.interpolate(picture.float().clamp(0, 1), size=(128, 128), mode="nearest")
+            path = args.out / f"preview-{space}-{slug}.png"
+            io.save_image(path, tiles, nrow=len(sheet_pictures), overwrite=True)
             report.append(f"- {name}: ![{space} {name}]({path.name})")
         report.append("")
     report += ["## Targets", ""]
     report += _targets(summary, decode_times)
-    report += ["", ATTRIBUTION]
-    write_result("preview", "\n".join(report))
+    report += ["", f"Contact sheets: {credit_line} PSNR is over the {len(held.pictures)} held-out photos.", "",
+               reproduce(__file__, sys.argv[1:], held)]
+    write_result("preview", "\n".join(report), out=args.out)
+
+
+def _batched(fn, x: torch.Tensor) -> torch.Tensor:
+    """``fn`` applied to ``x`` in batches of BATCH, concatenated: the same result in bounded memory."""
+    return torch.cat([fn(x[i:i + BATCH]) for i in range(0, len(x), BATCH)])
 
 
 def builtin_source(sp) -> str:

@@ -1,12 +1,15 @@
 """Latent upscaling of FLUX.2 on the held-out photos: learned vs bicubic latent vs the TAEF2 round trip, side by side.
 
+The held-out photos are the pool's eval split (bench/common.py: held_out_set), or the 12 shared photos where the
+pool is absent or ``--held-out shared`` asks for them; each is centre-cropped to a square.
 For each held-out photo and ratio (2x, 1.5x): the photo at 256 px is encoded by the real TAEF2 encoder; the latent is
 upscaled by the learned upscaler, by bicubic interpolation, and by the decode-resize-encode round trip through TAEF2;
 each result is decoded by the real TAEF2 decoder and compared with the photo at the high size (PSNR). Times are per
 image (batch 1) on this machine's CPU. Targets: learned >= bicubic + 3 dB, within 1 dB of the round trip, and at
 least 100x faster than it.
 
-    .venv/bin/python bench/bench_upscale.py [--model FILE] [--quick]
+    .venv/bin/python bench/bench_upscale.py [--model FILE] [--quick] [--held-out pool|shared] [--pool DIR] [--limit N]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -18,34 +21,37 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_WEIGHTS, markdown_table, photos, require, shown, timeit, write_result
+from common import (
+    SHARED_WEIGHTS,
+    add_held_out_options,
+    held_out_from,
+    markdown_table,
+    pictured,
+    reproduce,
+    require,
+    shown,
+    timeit,
+    write_result,
+)
 
 from latentbridge.metrics import psnr
 
 LOW = 256  # pixels of the photo the low latent encodes
 SPEED_LOWS = (256, 512)  # low sizes timed: the quality run's, and the one that upscales to a 1024 px image
 RATIOS = (2.0, 1.5)
-GRID = ("photo_039.jpg", "photo_044.jpg", "photo_045.jpg")  # CC-BY-4.0, CC-BY-4.0, CC0-1.0: see the attribution
-ATTRIBUTION = ("Crops of photo_039 (Trevor \"Freespace\", CC-BY-4.0), photo_044 (Aitzol Berasategi, CC-BY-4.0) and "
-               "photo_045 (Clemens Engelhardt, CC0-1.0), from Debian's lomiri-wallpapers-16.04.")
-
-
-def load_photo(path: Path, size: int) -> torch.Tensor:
-    with Image.open(path) as im:
-        im = im.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
-    from latentbridge.io import pil_to_tensor
-
-    return pil_to_tensor(im)
+GRID = 3  # pictures in the crop grid
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="upscaler file to measure instead of the shipped flux2 one")
-    parser.add_argument("--quick", action="store_true", help="4 photos, fewer timing repeats")
+    parser.add_argument("--quick", action="store_true", help="fewer timing repeats, and --limit 4 unless given")
+    add_held_out_options(parser)
     args = parser.parse_args()
+    if args.quick and args.limit is None:
+        args.limit = 4
     require(SHARED_WEIGHTS / "taef2_decoder.pth", "the real TAEF2 weights")
     os.environ.setdefault("LATENTBRIDGE_MODELS", str(SHARED_WEIGHTS))
     from latentbridge import io, tiny, upscale
@@ -53,7 +59,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     ae = tiny.load("taef2")
     model = upscale.load(args.model or "flux2")
-    paths = photos(held_out=True)[: 4 if args.quick else None]
+    held = held_out_from(args)
+    shown_pictures, credit_line = pictured(held, GRID)
     repeat = 3 if args.quick else 7
 
     def roundtrip(z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -62,8 +69,8 @@ def main() -> None:
         return ae.encode(image)
 
     methods = {
-        "learned": lambda z, size: upscale.upscale(z, "flux2", size=size, method="nn", model=model),
-        "bicubic": lambda z, size: upscale.upscale(z, "flux2", size=size, method="bicubic"),
+        "learned": lambda z, size: upscale.upscale(z, "flux2", size=size, method="nn", model=model, domain="taesd"),
+        "bicubic": lambda z, size: upscale.upscale(z, "flux2", size=size, method="bicubic", domain="taesd"),
         "round trip": roundtrip,
     }
     rows, summary, tiles, speed_rows = [], [], [], []
@@ -71,18 +78,19 @@ def main() -> None:
         high = round(LOW * ratio)
         size = (high // 8, high // 8)
         scores: dict[str, list[float]] = {m: [] for m in methods}
-        for path in paths:
-            z = ae.encode(load_photo(path, LOW))
-            truth = load_photo(path, high)
+        for picture in held.pictures:
+            z, truth = ae.encode(picture.load(LOW)), picture.load(high)
             decoded = {m: ae.decode(fn(z, size)).clamp(0, 1) for m, fn in methods.items()}
             for m, image in decoded.items():
                 scores[m].append(float(psnr(image, truth)))
-            if ratio == 2.0 and path.name in GRID:
-                crop = (slice(None), slice(None), slice(high // 2 - 64, high // 2 + 64), slice(high // 2 - 64, high // 2 + 64))
-                tiles.append(torch.cat([truth[crop]] + [decoded[m][crop] for m in ("bicubic", "round trip", "learned")], 3))
+        for picture in shown_pictures if ratio == 2.0 else ():
+            truth, z = picture.load(high), ae.encode(picture.load(LOW))
+            crop = (slice(None), slice(None), slice(high // 2 - 64, high // 2 + 64), slice(high // 2 - 64, high // 2 + 64))
+            tiles.append(torch.cat([truth[crop]] + [ae.decode(methods[m](z, size)).clamp(0, 1)[crop]
+                                                    for m in ("bicubic", "round trip", "learned")], 3))
         speeds = {}
         for low in SPEED_LOWS:
-            z, hi = ae.encode(load_photo(paths[0], low)), round(low * ratio) // 8
+            z, hi = ae.encode(held.pictures[0].load(low)), round(low * ratio) // 8
             t = {m: timeit(lambda fn=fn, z=z, s=(hi, hi): fn(z, s), warmup=1, repeat=repeat) for m, fn in methods.items()}
             speeds[low] = t
             speed_rows.append([f"{ratio:g}x", f"{low} -> {hi * 8}", *(f"{t[m] * 1000:.1f}" for m in methods),
@@ -98,14 +106,15 @@ def main() -> None:
         summary.append(f"- **{ratio:g}x** ({LOW} -> {high} px): learned {gain:+.2f} dB vs bicubic (target >= +3: "
                        f"{'met' if gain >= 3 else 'MISSED'}), {gap:.2f} dB below the round trip (target <= 1: "
                        f"{'met' if gap <= 1 else 'MISSED'}); faster than the round trip (target >= 100x): {fast}")
-    grid_path = RESULTS / "upscale_crops.png"
+    grid_path = args.out / "upscale_crops.png"
     if tiles:
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        args.out.mkdir(parents=True, exist_ok=True)
         io.save_image(grid_path, torch.cat(tiles, 2), overwrite=True)
     threads = torch.get_num_threads()
     text = "\n".join([
         "# Latent upscaling, FLUX.2 (bench/bench_upscale.py)", "",
-        f"{len(paths)} held-out photos ({paths[0].stem}..{paths[-1].stem}); low latent = TAEF2 encoding of the photo "
+        held.describe(), "",
+        f"Each photo centre-cropped to a square; low latent = TAEF2 encoding of the photo "
         f"at {LOW} px; PSNR (dB) of the TAEF2-decoded result against the photo at the high size; time per image "
         f"(batch 1) on the CPU ({threads} threads), median of {repeat}. Model: {shown(model.path)}.", "",
         markdown_table(["ratio", "method", "PSNR mean", "PSNR worst", "ms / image", "speed vs round trip"], rows), "",
@@ -113,9 +122,11 @@ def main() -> None:
         "convolutions use the threads better):", "",
         markdown_table(["ratio", "px", *(f"{m} ms" for m in methods), "learned vs round trip"], speed_rows), "",
         *summary, "",
-        f"Crop grid (2x, centre 128 px): {grid_path.name}, columns photo | bicubic | round trip | learned. {ATTRIBUTION}",
+        (f"Crop grid (2x, centre 128 px): {grid_path.name}, columns photo | bicubic | round trip | learned. {credit_line}"
+         if tiles else credit_line), "",
+        reproduce(__file__, sys.argv[1:], held),
     ])
-    write_result("upscale", text)
+    write_result("upscale", text, out=args.out)
 
 
 if __name__ == "__main__":
