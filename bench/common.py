@@ -92,13 +92,20 @@ def photos(*, held_out: bool | None = None) -> list[Path]:
 
 @functools.cache
 def _fetch_pool():
-    """scripts/fetch_pool.py as a module: the pool's default folder and its reserved evaluation packages live there."""
+    """scripts/fetch_pool.py as a module: the pool's default folder and its reserved evaluation packages live there.
+
+    The script raises Pillow's decompression-bomb limit for its own large wallpapers; the limit is put back, so
+    that importing it leaves this process's image checks as they were."""
     if "fetch_pool" in sys.modules:
         return sys.modules["fetch_pool"]
     spec = importlib.util.spec_from_file_location("fetch_pool", POOL_SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules["fetch_pool"] = module  # its dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
     return module
 
 

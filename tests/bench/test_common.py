@@ -161,6 +161,14 @@ def test_a_manifest_naming_a_missing_file_exits_with_the_fix(common, pool):
         common.held_out_set("pool", pool=pool)
 
 
+def test_reading_the_pool_leaves_pillows_decompression_bomb_limit_as_it_was(common, pool, no_shared, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1234)
+    monkeypatch.delitem(sys.modules, "fetch_pool", raising=False)
+    common._fetch_pool.cache_clear()  # scripts/fetch_pool.py runs again, as in a fresh process
+    common.held_out_set("pool", pool=pool)
+    assert Image.MAX_IMAGE_PIXELS == 1234
+
+
 def test_the_reproducing_command_pins_the_held_out_source_and_hides_the_home_folder(common, pool, no_shared):
     held = common.held_out_set("pool", pool=pool)
     line = common.reproduce("/x/bench/bench_upscale.py", ["--limit", "2", "--pool", str(Path.home() / "p o")], held)
