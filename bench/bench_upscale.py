@@ -5,8 +5,8 @@ pool is absent or ``--held-out shared`` asks for them; each is centre-cropped to
 For each held-out photo and ratio (2x, 1.5x): the photo at 256 px is encoded by the real TAEF2 encoder; the latent is
 upscaled by the learned upscaler, by bicubic interpolation, and by the decode-resize-encode round trip through TAEF2;
 each result is decoded by the real TAEF2 decoder and compared with the photo at the high size (PSNR). Times are per
-image (batch 1) on this machine's CPU. Targets: learned >= bicubic + 3 dB, within 1 dB of the round trip, and at
-least 100x faster than it.
+image (batch 1) on this machine's CPU. Targets (issue 20): learned within 0.3 dB of the round trip (the goal is to
+beat it) and at least 100x faster than it; the first targets (>= bicubic + 3 dB, within 1 dB) are reported beside.
 
     .venv/bin/python bench/bench_upscale.py [--model FILE] [--quick] [--held-out pool|shared] [--pool DIR] [--limit N]
         [--out DIR]
@@ -103,9 +103,10 @@ def main() -> None:
         gain, gap = mean["learned"] - mean["bicubic"], mean["round trip"] - mean["learned"]
         fast = ", ".join(f"{t['round trip'] / t['learned']:.0f}x at {low} px "
                          f"({'met' if t['round trip'] / t['learned'] >= 100 else 'MISSED'})" for low, t in speeds.items())
-        summary.append(f"- **{ratio:g}x** ({LOW} -> {high} px): learned {gain:+.2f} dB vs bicubic (target >= +3: "
-                       f"{'met' if gain >= 3 else 'MISSED'}), {gap:.2f} dB below the round trip (target <= 1: "
-                       f"{'met' if gap <= 1 else 'MISSED'}); faster than the round trip (target >= 100x): {fast}")
+        summary.append(f"- **{ratio:g}x** ({LOW} -> {high} px): learned {gain:+.2f} dB vs bicubic (first target >= +3: "
+                       f"{'met' if gain >= 3 else 'MISSED'}), {gap:.2f} dB below the round trip (issue 20: <= 0.3: "
+                       f"{'met' if gap <= 0.3 else 'MISSED'}; first target <= 1: {'met' if gap <= 1 else 'MISSED'}); "
+                       f"faster than the round trip (target >= 100x): {fast}")
     grid_path = args.out / "upscale_crops.png"
     if tiles:
         args.out.mkdir(parents=True, exist_ok=True)
