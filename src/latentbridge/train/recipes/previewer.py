@@ -148,7 +148,7 @@ class PreviewerRecipe(Recipe):
         facts = {k: v for k, v in card.items() if k not in ("config", "metrics")}
         facts["architecture"] = f"{asdict(cfg)}, {net.parameter_count()} parameters"
         facts["target"] = self.options.target
-        notes = (f"Latent-resolution previewer for **{self.space.id}**: a taesd-domain latent "
+        notes = (f"Neural previewer for **{self.space.id}**: a taesd-domain latent "
                  f"({self.space.taesd_channels} channels at /{self.space.taesd_downscale}) to RGB in [0, 1] at "
                  f"{'the latent resolution' if cfg.scale == 1 else f'{cfg.scale}x the latent resolution'}. "
                  "Held-out metrics: PSNR against the photo averaged over each output pixel's cell, "
