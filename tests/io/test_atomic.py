@@ -7,7 +7,7 @@ from tests.contract import small_disk, snapshot
 
 from latentbridge import io
 from latentbridge.errors import InputError
-from latentbridge.io import atomic_path
+from latentbridge.io import atomic, atomic_path
 
 
 def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
@@ -146,3 +146,17 @@ def test_remove_partials_removes_writes_cut_short(tmp_path):
         assert not tmp.exists()
         tmp.write_bytes(b"whole")
     assert (tmp_path / "x.bin").read_bytes() == b"whole" and io.atomic.PARTIALS == set()
+
+
+def test_a_signal_just_after_the_temporary_file_is_created_leaves_no_partial(tmp_path, monkeypatch):
+    """The moment a stop signal is most likely to land in the CLI's tests: the file exists, its name just came back."""
+    real_open = os.open
+
+    def open_then_interrupted(*args, **kwargs):
+        os.close(real_open(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(atomic.os, "open", open_then_interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "z.npy"):
+        pass
+    assert list(tmp_path.iterdir()) == [] and not atomic.PARTIALS

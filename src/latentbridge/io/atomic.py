@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -133,11 +133,20 @@ def remove_partials() -> None:
 
 
 def _temporary(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    tmp = Path(name)
-    PARTIALS.add(tmp)
-    os.close(fd)
-    return tmp
+    """A new empty file beside ``path``, in PARTIALS before it exists: a signal at any moment leaves no orphan
+    (with ``tempfile.mkstemp`` the file existed for a few bytecodes before its name could be recorded)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
+        PARTIALS.add(tmp)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return tmp
+        except FileExistsError:
+            PARTIALS.discard(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            PARTIALS.discard(tmp)
+            raise
 
 
 def _finish(tmp: Path) -> None:
