@@ -215,3 +215,11 @@ def test_preview_neural_computes_in_the_latents_dtype(tmp_path):
     assert next(net.parameters()).dtype == torch.bfloat16
     with torch.no_grad():
         assert out.dtype == torch.bfloat16 and torch.equal(out, net(x).clamp(0, 1))
+
+
+def test_preview_neural_of_a_float16_latent_on_a_cpu_computes_in_float32(tmp_path):
+    path = _tiny_previewer(tmp_path, "sd3", storage="float16")
+    x = torch.randn(2, 16, 5, 3).half()
+    out = preview(x, "sd3", method="neural", previewer=path)
+    assert out.dtype == torch.float16
+    assert torch.equal(out, preview(x.float(), "sd3", method="neural", previewer=path).half())

@@ -9,7 +9,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .. import limits, spaces
+from .. import devices, limits, spaces
 from ..errors import InputError, LatentBridgeError
 from . import neural
 from .factors import Factors, default_factors, load_factors
@@ -46,9 +46,9 @@ def preview(
     it runs the rung whose output's longer side is nearest the longer side asked for (ties to the smaller, cheaper
     rung) and resizes the rest; without ``size`` the coarsest rung, one pixel per latent pixel as above. A rung
     whose file is not installed falls back to the next nearest one that is; only when none is does it fail
-    (docs/previews.md). Device
-    and dtype follow the latent; the caller's tensor is never modified. Pixels whose latent holds NaN or infinity
-    come out magenta.
+    (docs/previews.md). Device and dtype follow the latent (the neural and tiny models compute in its dtype, float16
+    on a CPU in float32: :func:`latentbridge.devices.compute_dtype`); the caller's tensor is never modified. Pixels
+    whose latent holds NaN or infinity come out magenta.
     """
     sp = spaces.get(space)
     if method not in METHODS:
@@ -75,10 +75,12 @@ def preview(
         if bad is not None:
             x = torch.nan_to_num(x, 0.0, 0.0, 0.0)
         batch = latent.shape[0] if latent.ndim == 5 else None
+        x = x.to(devices.compute_dtype(latent.dtype, x.device))  # float16 on a CPU: float32
         if method == "neural":
             out = _neural(x, patch, sp, previewer, max(h, w) if size is not None else None)
         else:
             out = _tiny(x, patch, sp, batch)
+        out = out.to(latent.dtype)
         if bad is not None:
             out = _mark(out, bad)
     out = resize(out, size) if size is not None else out
