@@ -47,6 +47,23 @@ def test_groupnorm_branch_chunked_matches_whole():
                                    run.groupnorm_branch(dec[3].pool, x), atol=1e-5, rtol=1e-4)
 
 
+def test_decode_window_sees_the_whole_latents_groupnorm_statistics_and_passes_gradients():
+    dec = _random_decoder(32, "flux_2")
+    rows = torch.linspace(0.2, 4.0, 24)[:, None]  # statistics that differ across the latent
+    z = (torch.randn(2, 32, 24, 24) * rows).requires_grad_()
+    top, left, size = 3, 2, 20  # a margin of 9 (the tail's receptive field) on the inner 2x2 latent pixels
+    window = tiling.decode_window(dec, z, top, left, size)
+    with torch.no_grad():
+        whole = run.forward(dec, z)
+        alone = run.forward(dec, z[..., top:top + size, left:left + size])
+    inner = (slice(None), slice(None), slice(9 * 8, 11 * 8), slice(9 * 8, 11 * 8))
+    at = (slice(None), slice(None), slice((top + 9) * 8, (top + 11) * 8), slice((left + 9) * 8, (left + 11) * 8))
+    torch.testing.assert_close(window[inner].detach(), whole[at], atol=1e-4, rtol=0)
+    assert (alone[inner] - whole[at]).abs().max() > 1e-3  # decoded alone, the GroupNorm statistics move
+    window.sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
 def test_model_decode_tile_real_taef2_matches_untiled():
     m = tiny.load(shared_file("taef2_decoder.pth"))
     z = torch.randn(1, 32, 24, 20) * 0.8

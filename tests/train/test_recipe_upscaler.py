@@ -6,7 +6,6 @@ import csv
 
 import pytest
 import torch
-import torch.nn.functional as F
 from toy_recipe import fake_encoder
 
 from latentbridge.errors import InputError
@@ -41,17 +40,23 @@ class FakeAutoencoder:
     """The toy encoder's pooled RGB + luminance at /8, decoded by nearest upsampling of the RGB channels."""
 
     has_encoder = has_decoder = True
+    dtype = torch.float32
 
     def __init__(self):
         self.calls = 0
         self.encoder = fake_encoder()
+        rgb = torch.nn.Conv2d(4, 3, 1)  # (first three channels + 1) / 2
+        with torch.no_grad():
+            rgb.weight.copy_(torch.eye(3, 4)[:, :, None, None] / 2)
+            rgb.bias.fill_(0.5)
+        self.decoder = torch.nn.Sequential(rgb, torch.nn.Upsample(scale_factor=8)).requires_grad_(False)
 
     def encode(self, images):
         self.calls += 1
         return self.encoder.fn(images)
 
     def decode(self, latents):
-        return F.interpolate(latents[:, :3], scale_factor=8, mode="nearest").add(1).div(2)
+        return self.decoder(latents)
 
 
 @pytest.fixture
@@ -126,3 +131,37 @@ def test_upscaler_recipe_rejects_datasets_without_usable_size_pairs(tmp_path, fa
         _train(tmp_path, toy_dataset, "x")
     with pytest.raises(InputError, match="scale_ranges"):
         _train(tmp_path, toy_dataset, "y", text=CONFIG.replace("encode_weight = 0.1", "scale_ranges = [[2.0, 1.0]]"))
+
+
+def test_upscaler_recipe_image_loss_scores_the_decoded_prediction_against_the_photo(sized_dataset, fake_ae, tmp_path):
+    text = CONFIG.replace("encode_weight = 0.1", "roundtrip_weight = 0.0\nimage_weight = 2.0\nimage_window = 2\n"
+                                                 "image_margin = 0\nimage_batch = 2")
+    run = _train(tmp_path, sized_dataset, "img", text=text)
+    run.run()
+    with open(tmp_path / "img" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["loss"]]
+    assert rows and all(float(r["loss"]) == pytest.approx(2.0 * float(r["mse_image"]), rel=1e-4) for r in rows)
+    recipe, nets = run.recipe, run.recipe.build()
+    torch.manual_seed(0)
+    loss, logs = recipe.loss(nets, {"n": torch.zeros(4)})
+    loss.backward()
+    assert logs["mse_image"] > 0 and nets["upscaler"].conv_out.weight.grad.abs().sum() > 0
+    card = (tmp_path / "img" / "export" / "upscaler-sd1.md").read_text()
+    assert "decoded prediction against the photo (weight 2" in card
+
+
+def test_upscaler_recipe_init_starts_from_a_trained_upscaler_of_the_same_architecture(sized_dataset, fake_ae,
+                                                                                       tmp_path):
+    _train(tmp_path, sized_dataset, "first").run()
+    export = tmp_path / "first" / "export" / "upscaler-sd1.safetensors"
+    text = CONFIG.replace("encode_weight = 0.1", f"encode_weight = 0.1\ninit = '{export}'")
+    net = _train(tmp_path, sized_dataset, "tuned", text=text).recipe.build()["upscaler"]
+    trained = load(export).net.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in net.state_dict().items())
+    with pytest.raises(InputError, match="recipe.init .*architecture"):
+        _train(tmp_path, sized_dataset, "wider", text=text.replace("width = 8", "width = 16")).recipe.build()
+
+
+def test_upscaler_recipe_refuses_all_weights_zero(sized_dataset, fake_ae, tmp_path):
+    with pytest.raises(InputError, match="all 0"):
+        _train(tmp_path, sized_dataset, "zero", text=CONFIG.replace("encode_weight = 0.1", "roundtrip_weight = 0.0"))

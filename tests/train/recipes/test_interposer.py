@@ -62,14 +62,16 @@ def fake_encoder(space: str) -> Encoder:
 
 
 class FakeDecoder(nn.Module):
-    """flux2 taesd latent -> RGB: a 1x1 conv and a nearest x8 upsample (differentiable, like the real one)."""
+    """flux2 taesd latent -> RGB: a 1x1 conv and a nearest x8 upsample (differentiable, a table like the real one)."""
+
+    dtype = torch.float32
 
     def __init__(self):
         super().__init__()
-        self.proj = nn.Conv2d(32, 3, 1)
+        self.decoder = nn.Sequential(nn.Conv2d(32, 3, 1), nn.Sigmoid(), nn.Upsample(scale_factor=8))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(torch.sigmoid(self.proj(latent)), scale_factor=8, mode="nearest")
+        return self.decoder(latent)
 
 
 @pytest.fixture(autouse=True)

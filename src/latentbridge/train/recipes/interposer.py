@@ -33,6 +33,7 @@ from ...interposer import BridgeConfig, BridgeNet, V4Config, V4Interposer, bridg
 from ...interposer.models import no_denormals
 from ..cards import card_text, save_model
 from ..dataset import LatentDataset
+from ..image_loss import window_mse
 from ..recipe import Recipe, register
 
 
@@ -156,20 +157,10 @@ class InterposerRecipe(Recipe):
         return _LOSSES[self.options.loss](self._norm(pred, space), self._norm(target, space))
 
     def _image_loss(self, latent: torch.Tensor, image: torch.Tensor, space: spaces.LatentSpace) -> torch.Tensor:
-        """MSE of the frozen decoder's picture of a random window of ``latent`` against the same window of the photo."""
         o = self.options
-        latent, image = latent[: o.image_batch], image[: o.image_batch]
-        latent = spaces.convert_domain(latent, space, self.domains[space.id], "taesd")
-        h, w = latent.shape[-2:]
-        win = min(o.image_window, h, w)
-        margin = min(o.image_margin, (win - 1) // 2)
-        top = int(torch.randint(0, h - win + 1, ()))
-        left = int(torch.randint(0, w - win + 1, ()))
-        d = image.shape[-1] // w
-        picture = self.decoders[space.id].decode(latent[..., top:top + win, left:left + win])
-        inner = slice(margin * d, (win - margin) * d)
-        photo = image[..., top * d:(top + win) * d, left * d:(left + win) * d]
-        return F.mse_loss(picture[..., inner, inner].float(), photo[..., inner, inner])
+        latent = spaces.convert_domain(latent[: o.image_batch], space, self.domains[space.id], "taesd")
+        return window_mse(self.decoders[space.id], latent, image[: o.image_batch], window=o.image_window,
+                          margin=o.image_margin)
 
     def loss(self, nets, batch):
         o = self.options

@@ -9,6 +9,10 @@ low size in, a latent at the high size out. Two targets are offered and may be m
   exactly (distillation), and its latents decode cleanly.
 * ``encode``: the photo encoded at the high size. It holds detail the low latent does not, so a network trained on
   it alone regresses to the mean and its blurry latents decode 3 dB worse; a small weight adds a little detail.
+* ``image``: the real tiny decoder's picture of the prediction against the photo at the high size, on a random
+  window per step (:mod:`..image_loss`). The mean squared error of pictures is what the benchmark's PSNR scores,
+  so this is the teacher that can beat the round trip; the latent terms keep the latents close to ones that decode
+  cleanly. ``init`` starts from a trained upscaler file of the same architecture (fine-tuning).
 
 Each step draws its own (pair, items) from the cached targets with the trainer's per-step seed, so a resumed run
 draws exactly what the uninterrupted one would.
@@ -33,9 +37,10 @@ from tqdm import tqdm
 from ... import metrics, spaces
 from ...errors import InputError
 from ...io import atomic_path
-from ...upscale.learned import UpscalerConfig, UpscalerNet, to_tensors, weight_name
+from ...upscale.learned import UpscalerConfig, UpscalerNet, load, to_tensors, weight_name
 from ..cards import card_text, save_model
 from ..dataset import LatentDataset
+from ..image_loss import window_mse
 from ..recipe import Recipe, register
 
 EVAL_RATIOS = (2.0, 1.5)  # the benchmark's ratios, reported as held-out PSNR through the real decoder
@@ -45,13 +50,19 @@ SENSITIVITY = "channel_sensitivity"  # cache entry: the decoder's per-channel se
 @dataclass
 class Options:
     # above 0, checked when the config is read
-    positive: ClassVar[tuple[str, ...]] = ("scale_ranges", "pairs_per_item", "width", "sub", "sub_channels", "head")
+    positive: ClassVar[tuple[str, ...]] = ("scale_ranges", "pairs_per_item", "width", "sub", "sub_channels", "head",
+                                           "image_window", "image_batch")
     choices: ClassVar[dict[str, tuple[str, ...]]] = {"resize": ("bilinear", "bicubic")}
 
     space: str = "flux2"  # latent space (the dataset needs its tiny encoder, e.g. taef2)
     autoencoder: str = ""  # tiny autoencoder for the round trip and the PSNR (default: the space's, e.g. taef2)
     roundtrip_weight: float = 1.0  # MSE weight toward the decode-resize-encode round trip of the low latent
     encode_weight: float = 0.0  # MSE weight toward the photo encoded at the high size
+    image_weight: float = 0.0  # MSE weight of the decoded prediction against the photo at the high size
+    image_window: int = 12  # latent pixels per side of the window decoded for the image loss
+    image_margin: int = 2  # latent pixels at the window's edge left out of the image loss
+    image_batch: int = 4  # items of each batch that get the image loss (decoding is the expensive part)
+    init: str = ""  # an upscaler file of the same architecture to start from, instead of a fresh network
     resize: str = "bilinear"  # image resampling inside the round trip (antialiased): bilinear | bicubic
     channel_weights: str = "decoder"  # decoder: weight each channel's error by how much the decoder's image moves
     channel_floor: float = 0.1  # with decoder weights: added to the mean-1 weights so no channel is ignored
@@ -69,14 +80,15 @@ class Options:
 class UpscalerRecipe(Recipe):
     name = "upscaler"
     Options = Options
-    log_names = ("mse_roundtrip", "mse_encode")
+    log_names = ("mse_roundtrip", "mse_encode", "mse_image")
     eval_names = ("psnr_2x", "psnr_bicubic_2x", "psnr_1.5x", "psnr_bicubic_1.5x", "mse_encode")
 
     def __init__(self, options: Options, info, device):
         super().__init__(options, info, device)
         o = options
-        if o.roundtrip_weight < 0 or o.encode_weight < 0 or o.roundtrip_weight + o.encode_weight == 0:
-            raise InputError("recipe.roundtrip_weight and recipe.encode_weight must be >= 0, not both 0")
+        if o.roundtrip_weight + o.encode_weight + o.image_weight == 0:
+            raise InputError("recipe.roundtrip_weight, recipe.encode_weight and recipe.image_weight are all 0: give "
+                             "at least one a weight above 0")
         if o.channel_weights not in ("decoder", "uniform") or o.channel_floor < 0:
             raise InputError("recipe.channel_weights is decoder or uniform, and recipe.channel_floor >= 0")
         if o.pairs_per_item < 1:
@@ -132,7 +144,14 @@ class UpscalerRecipe(Recipe):
 
     def build(self) -> dict[str, nn.Module]:
         self._targets()  # computed (or read from the cache) before the first step, so step times stay honest
-        return {"upscaler": UpscalerNet(self.config())}
+        net = UpscalerNet(self.config())
+        if self.options.init:
+            start = load(self.options.init)
+            if start.config != net.config:
+                raise InputError(f"recipe.init {self.options.init}: its architecture {asdict(start.config)} differs "
+                                 f"from this config's {asdict(net.config)}; make the [recipe] sizes match it")
+            net.load_state_dict(start.net.state_dict())
+        return {"upscaler": net}
 
     # ---- data -------------------------------------------------------------------------------------------------
 
@@ -152,7 +171,8 @@ class UpscalerRecipe(Recipe):
         if self._store is not None:
             return self._store
         o = self.options
-        data = LatentDataset(self.info, split="train", keys=[self.keys_by_size[s] for s in self.sizes])
+        images = [f"image@{s}" for s in self.sizes] if o.image_weight > 0 else []
+        data = LatentDataset(self.info, split="train", keys=[self.keys_by_size[s] for s in self.sizes] + images)
         rng = random.Random(f"upscaler:{o.pairs_per_item}")
         rows: dict[tuple[int, int], list[int]] = {p: [] for p in self.pairs}
         for i in range(len(data)):
@@ -190,6 +210,8 @@ class UpscalerRecipe(Recipe):
             store[(lo, hi)] = {"lo": self._taesd(data.tensors[self.keys_by_size[lo]][idx].float()).half(),
                                "encode": self._taesd(data.tensors[self.keys_by_size[hi]][idx].float()).half(),
                                "roundtrip": roundtrips[_name((lo, hi))]}
+            if images:
+                store[(lo, hi)]["image"] = data.tensors[f"image@{hi}"][idx]  # uint8, 0-255
         self._store = store
         self.precompute_s = time.perf_counter() - start
         return store
@@ -234,7 +256,7 @@ class UpscalerRecipe(Recipe):
         pair = pairs[int(torch.randint(len(pairs), ()))]
         entry = store[pair]
         idx = torch.randint(len(entry["lo"]), (n,))
-        batch = {k: v[idx].to(self.device, torch.float32) for k, v in entry.items()}
+        batch = {k: v[idx].to(self.device, torch.float32) / (255 if k == "image" else 1) for k, v in entry.items()}
         if bool(torch.rand(()) < 0.5):
             batch = {k: v.flip(-1) for k, v in batch.items()}
         return pair, batch
@@ -248,8 +270,15 @@ class UpscalerRecipe(Recipe):
         pred = nets["upscaler"](items["lo"], size)
         mse_rt = self._mse(pred, items["roundtrip"])
         mse_enc = self._mse(pred, items["encode"])
-        loss = self.options.roundtrip_weight * mse_rt + self.options.encode_weight * mse_enc
-        return loss, {"mse_roundtrip": float(mse_rt.detach()), "mse_encode": float(mse_enc.detach())}
+        o = self.options
+        loss = o.roundtrip_weight * mse_rt + o.encode_weight * mse_enc
+        logs = {"mse_roundtrip": float(mse_rt.detach()), "mse_encode": float(mse_enc.detach())}
+        if o.image_weight > 0:
+            mse_image = window_mse(self.autoencoder, pred[:o.image_batch], items["image"][:o.image_batch],
+                                   window=o.image_window, margin=o.image_margin)
+            loss = loss + o.image_weight * mse_image
+            logs["mse_image"] = float(mse_image.detach())
+        return loss, logs
 
     def _psnr(self, latent: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         return metrics.psnr(self.autoencoder.decode(latent), image)
@@ -316,7 +345,10 @@ class UpscalerRecipe(Recipe):
         facts = {k: v for k, v in card.items() if k not in ("config", "metrics")}
         facts["architecture"] = f"{asdict(cfg)}, {params} parameters"
         facts["targets"] = (f"round trip through {o.autoencoder or self.space.tiny} (weight {o.roundtrip_weight:g}, "
-                            f"{o.resize} resize), photo encoded at the high size (weight {o.encode_weight:g})")
+                            f"{o.resize} resize), photo encoded at the high size (weight {o.encode_weight:g}), "
+                            f"decoded prediction against the photo (weight {o.image_weight:g}, {o.image_window}-pixel "
+                            f"windows, margin {o.image_margin}, {o.image_batch} items a step)"
+                            + (f", started from {Path(o.init).name}" if o.init else ""))
         facts["channel weights"] = (f"{o.channel_weights}" + (f" (floor {o.channel_floor:g}): " + ", ".join(
             f"{v:.2f}" for v in self.channel_weights.tolist()) if o.channel_weights == "decoder" else ""))
         facts["round-trip targets"] = f"{self.precompute_s:.0f} s to compute (before the training steps)"
