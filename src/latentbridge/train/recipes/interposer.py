@@ -58,8 +58,8 @@ class Options:
     src_decoder: str = ""  # tiny decoder of the src space for the image loss on the backward model (e.g. taef2_decoder)
     dst_decoder: str = ""  # tiny decoder of the dst space for the image loss on the forward model
     image_weight: float = 0.0  # weight of the image loss(es): mean squared error of RGB in [0, 1]
-    image_window: int = 12  # latent pixels per side of the window decoded for the image loss
-    image_margin: int = 2  # latent pixels at the window's edge left out of the loss (the decoder sees no context)
+    image_window: int = 14  # latent pixels per side of the window decoded for the image loss
+    image_margin: int = 3  # latent pixels at the window's edge left out of the loss (the decoder's tail sees no context)
     image_batch: int = 4  # crops of each batch that get the image loss (decoding is the expensive part)
     eval_decode: int = 4  # held-out crops per eval batch decoded for the PSNR (0 = all; decoding is the cost)
     size: int = 0  # dataset crop size to train on (0 = the dataset's main size)

@@ -59,8 +59,8 @@ class Options:
     roundtrip_weight: float = 1.0  # MSE weight toward the decode-resize-encode round trip of the low latent
     encode_weight: float = 0.0  # MSE weight toward the photo encoded at the high size
     image_weight: float = 0.0  # MSE weight of the decoded prediction against the photo at the high size
-    image_window: int = 12  # latent pixels per side of the window decoded for the image loss
-    image_margin: int = 2  # latent pixels at the window's edge left out of the image loss
+    image_window: int = 14  # latent pixels per side of the window decoded for the image loss
+    image_margin: int = 3  # latent pixels at the window's edge left out of the image loss
     image_batch: int = 4  # items of each batch that get the image loss (decoding is the expensive part)
     init: str = ""  # an upscaler file of the same architecture to start from, instead of a fresh network
     resize: str = "bilinear"  # image resampling inside the round trip (antialiased): bilinear | bicubic
