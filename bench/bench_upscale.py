@@ -143,17 +143,17 @@ def ratio_range(reference: str, model, ae, held) -> list[str]:
     from latentbridge import upscale
 
     earlier = upscale.load(reference)
+    lows = [ae.encode(picture.load(RANGE_LOW)) for picture in held.pictures]
     rows, worst = [], 0.0
     for ratio in RANGE_RATIOS:
         high = round(RANGE_LOW * ratio)
-        means = []
-        for m in (earlier, model):
-            scores = []
-            for picture in held.pictures:
-                z = ae.encode(picture.load(RANGE_LOW))
+        sums = [0.0, 0.0]  # earlier, this
+        for z, picture in zip(lows, held.pictures, strict=True):
+            truth = picture.load(high)
+            for i, m in enumerate((earlier, model)):
                 up = upscale.upscale(z, "flux2", size=(high // 8, high // 8), method="nn", model=m, domain="taesd")
-                scores.append(float(psnr(ae.decode(up).clamp(0, 1), picture.load(high))))
-            means.append(sum(scores) / len(scores))
+                sums[i] += float(psnr(ae.decode(up).clamp(0, 1), truth))
+        means = [v / len(lows) for v in sums]
         worst = min(worst, means[1] - means[0])
         rows.append([f"{ratio:g}x", f"{RANGE_LOW} -> {high}", f"{means[0]:.2f}", f"{means[1]:.2f}",
                      f"{means[1] - means[0]:+.2f}"])
