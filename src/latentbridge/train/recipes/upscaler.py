@@ -256,7 +256,9 @@ class UpscalerRecipe(Recipe):
         pair = pairs[int(torch.randint(len(pairs), ()))]
         entry = store[pair]
         idx = torch.randint(len(entry["lo"]), (n,))
-        batch = {k: v[idx].to(self.device, torch.float32) / (255 if k == "image" else 1) for k, v in entry.items()}
+        batch = {k: v[idx].to(self.device, torch.float32) for k, v in entry.items()}
+        if "image" in batch:
+            batch["image"] = batch["image"] / 255  # stored as uint8
         if bool(torch.rand(()) < 0.5):
             batch = {k: v.flip(-1) for k, v in batch.items()}
         return pair, batch
