@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from torch import nn
 
 from latentbridge import spaces
 from latentbridge.errors import InputError
-from latentbridge.interposer import V4Interposer, check_state_dict, discover, load_file
+from latentbridge.interposer import BridgeConfig, BridgeNet, V4Interposer, bridge_metadata, check_state_dict, discover, load_file
 from latentbridge.train import Encoder, Trainer, build_dataset, load_config, read_metrics
+from latentbridge.train.cards import save_model
 from latentbridge.train.recipes import interposer as recipe_module
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -202,6 +204,41 @@ def test_eval_falls_back_to_training_crops_without_a_held_out_split(tmp_path):
     metrics = _trainer(_config(tmp_path, steps=2), tmp_path / "data", tmp_path / "run").run()
     assert metrics["fwd_rel_mse"] > 0
     assert "training crops" in (tmp_path / "run" / "export" / "interposer-flux2-to-sana.md").read_text()
+
+
+def _with_init(cfg: Path, *paths: Path) -> Path:
+    cfg.write_text(cfg.read_text().replace("[train]", f"init = {[str(p) for p in paths]!r}\n[train]"))
+    return cfg
+
+
+def test_init_starts_the_network_of_the_files_direction_from_it(dataset, tmp_path):
+    _trainer(_config(tmp_path, steps=3), dataset, tmp_path / "first").run()
+    start_file = tmp_path / "first" / "export" / "interposer-sana-to-flux2.safetensors"
+    start, _ = load_file(start_file)
+    fresh = _trainer(_config(tmp_path, steps=3), dataset, tmp_path / "fresh").nets
+    trainer = _trainer(_with_init(_config(tmp_path, steps=3), start_file), dataset, tmp_path / "run")
+    nets = trainer.nets
+    for k, v in start.state_dict().items():  # the file keeps float16 weights: the network holds exactly those
+        assert torch.equal(nets["backward"].state_dict()[k], v.float()), k
+    assert all(torch.equal(v, fresh["forward"].state_dict()[k]) for k, v in nets["forward"].state_dict().items())
+    trainer.run()
+    card = (tmp_path / "run" / "export" / "interposer-sana-to-flux2.md").read_text()
+    assert "**started from**: interposer-sana-to-flux2.safetensors" in card
+
+
+def test_init_from_a_file_of_another_pair_or_architecture_is_refused(dataset, tmp_path):
+    other = BridgeNet(BridgeConfig.for_ratio(16, 32, Fraction(4), width=8, blocks=1, hi_width=4, hi_blocks=1))
+    sd3_file = tmp_path / "interposer-sd3-to-sana.safetensors"
+    save_model(sd3_file, other.state_dict(), bridge_metadata(other, src="sd3", dst="sana", domain_in="taesd",
+                                                             domain_out="taesd"), "card")
+    with pytest.raises(InputError, match="sd3 -> sana.*flux2 <-> sana"):
+        _trainer(_with_init(_config(tmp_path), sd3_file), dataset, tmp_path / "run")
+    _trainer(_config(tmp_path, steps=3), dataset, tmp_path / "first").run()
+    wider = _config(tmp_path)
+    wider.write_text(wider.read_text().replace("width = 8", "width = 12"))
+    with pytest.raises(InputError, match="architecture"):
+        _trainer(_with_init(wider, tmp_path / "first" / "export" / "interposer-flux2-to-sana.safetensors"), dataset,
+                 tmp_path / "run")
 
 
 @pytest.mark.parametrize("change, message", [('arch = "bridge"', 'arch = "unet"'), ('dst = "sana"', 'dst = "flux2"'),

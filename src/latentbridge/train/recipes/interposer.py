@@ -18,7 +18,7 @@ updated with the other model's predictions and no gradient is computed for it. S
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +30,7 @@ from torch import nn
 from ... import metrics, spaces
 from ...errors import InputError
 from ...interposer import BridgeConfig, BridgeNet, V4Config, V4Interposer, bridge_metadata
-from ...interposer.models import no_denormals
+from ...interposer.models import load_file, no_denormals
 from ..cards import card_text, save_model
 from ..dataset import LatentDataset
 from ..image_loss import window_mse
@@ -63,6 +63,7 @@ class Options:
     image_batch: int = 4  # crops of each batch that get the image loss (decoding is the expensive part)
     eval_decode: int = 4  # held-out crops per eval batch decoded for the PSNR (0 = all; decoding is the cost)
     size: int = 0  # dataset crop size to train on (0 = the dataset's main size)
+    init: list[str] = field(default_factory=list)  # interposer files to start from (fine-tuning), each by its spaces
 
 
 _LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
@@ -135,8 +136,24 @@ class InterposerRecipe(Recipe):
         return net
 
     def build(self) -> dict[str, nn.Module]:
-        return {"forward": self._net(self.src, self.dst, self.ratio),
+        nets = {"forward": self._net(self.src, self.dst, self.ratio),
                 "backward": self._net(self.dst, self.src, 1 / self.ratio)}
+        for path in self.options.init:
+            self._start_from(nets, path)
+        return nets
+
+    def _start_from(self, nets: dict[str, nn.Module], path: str) -> None:
+        """Load the trained interposer file ``path`` into the network of its direction, statistics included."""
+        start, entry = load_file(path)
+        directions = {(self.src.id, self.dst.id): "forward", (self.dst.id, self.src.id): "backward"}
+        name = directions.get((entry.src, entry.dst))
+        if name is None:
+            raise InputError(f"recipe.init {path}: it converts {entry.src} -> {entry.dst}, but this recipe trains "
+                             f"{self.src.id} <-> {self.dst.id}; name a file of one of its two directions")
+        if getattr(start, "config", None) != nets[name].config:
+            raise InputError(f"recipe.init {path}: its architecture {asdict(start.config)} differs from this "
+                             f"config's {name} network {asdict(nets[name].config)}; make the [recipe] sizes match it")
+        nets[name].load_state_dict(start.state_dict())
 
     def _stats(self, space: spaces.LatentSpace) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of a space's latents over the training split (the per-space normalisation)."""
@@ -232,6 +249,8 @@ class InterposerRecipe(Recipe):
             params = sum(p.numel() for p in net.parameters())
             facts["architecture"] = f"{self.options.arch} {asdict(net.config)}, {params} parameters"
             facts["losses"] = {k: getattr(self.options, f"{k}_weight") for k in ("p", "b", "r", "h", "image")}
+            if self.options.init:
+                facts["started from"] = ", ".join(Path(p).name for p in self.options.init)
             notes = (f"Interposer {a.title} -> {b.title}: {a.id} latents ({a.channels_in(self.domains[a.id])} channels "
                      f"at /{a.downscale_in(self.domains[a.id])}, {self.domains[a.id]} domain) to {b.id} latents "
                      f"({b.channels_in(self.domains[b.id])} channels at /{b.downscale_in(self.domains[b.id])}), "
