@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,6 +67,15 @@ class Recipe(ABC):
     @abstractmethod
     def export(self, nets: dict[str, nn.Module], out: Path, card: dict[str, Any]) -> list[Path]:
         """Write the trained model file(s) with their model card into ``out``; ``card`` holds run facts."""
+
+
+def start_from(net: nn.Module, path: str, start: nn.Module, what: str = "") -> None:
+    """Load the trained network ``start`` (read from ``path``, the config's ``recipe.init``) into ``net``; a file of
+    another architecture is refused with the fix."""
+    if getattr(start, "config", None) != net.config:
+        raise InputError(f"recipe.init {path}: its architecture {asdict(start.config)} differs from this config's "
+                         f"{what}{asdict(net.config)}; make the [recipe] sizes match it")
+    net.load_state_dict(start.state_dict())
 
 
 def register(cls: type[Recipe]) -> type[Recipe]:

@@ -34,7 +34,7 @@ from ...interposer.models import load_file, no_denormals
 from ..cards import card_text, save_model
 from ..dataset import LatentDataset
 from ..image_loss import window_mse
-from ..recipe import Recipe, register
+from ..recipe import Recipe, register, start_from
 
 
 @dataclass
@@ -150,10 +150,7 @@ class InterposerRecipe(Recipe):
         if name is None:
             raise InputError(f"recipe.init {path}: it converts {entry.src} -> {entry.dst}, but this recipe trains "
                              f"{self.src.id} <-> {self.dst.id}; name a file of one of its two directions")
-        if getattr(start, "config", None) != nets[name].config:
-            raise InputError(f"recipe.init {path}: its architecture {asdict(start.config)} differs from this "
-                             f"config's {name} network {asdict(nets[name].config)}; make the [recipe] sizes match it")
-        nets[name].load_state_dict(start.state_dict())
+        start_from(nets[name], path, start, f"{name} network ")
 
     def _stats(self, space: spaces.LatentSpace) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of a space's latents over the training split (the per-space normalisation)."""

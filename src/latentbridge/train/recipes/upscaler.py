@@ -41,7 +41,7 @@ from ...upscale.learned import UpscalerConfig, UpscalerNet, load, to_tensors, we
 from ..cards import card_text, save_model
 from ..dataset import LatentDataset
 from ..image_loss import window_mse
-from ..recipe import Recipe, register
+from ..recipe import Recipe, register, start_from
 
 EVAL_RATIOS = (2.0, 1.5)  # the benchmark's ratios, reported as held-out PSNR through the real decoder
 SENSITIVITY = "channel_sensitivity"  # cache entry: the decoder's per-channel sensitivity
@@ -146,11 +146,7 @@ class UpscalerRecipe(Recipe):
         self._targets()  # computed (or read from the cache) before the first step, so step times stay honest
         net = UpscalerNet(self.config())
         if self.options.init:
-            start = load(self.options.init)
-            if start.config != net.config:
-                raise InputError(f"recipe.init {self.options.init}: its architecture {asdict(start.config)} differs "
-                                 f"from this config's {asdict(net.config)}; make the [recipe] sizes match it")
-            net.load_state_dict(start.net.state_dict())
+            start_from(net, self.options.init, load(self.options.init).net)
         return {"upscaler": net}
 
     # ---- data -------------------------------------------------------------------------------------------------
