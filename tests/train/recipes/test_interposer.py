@@ -224,6 +224,7 @@ def test_init_starts_the_network_of_the_files_direction_from_it(dataset, tmp_pat
     trainer.run()
     card = (tmp_path / "run" / "export" / "interposer-sana-to-flux2.md").read_text()
     assert "**started from**: interposer-sana-to-flux2.safetensors" in card
+    assert "started from" not in (tmp_path / "run" / "export" / "interposer-flux2-to-sana.md").read_text()
 
 
 def test_init_from_a_file_of_another_pair_or_architecture_is_refused(dataset, tmp_path):

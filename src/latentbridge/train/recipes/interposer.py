@@ -113,6 +113,7 @@ class InterposerRecipe(Recipe):
         self.eval_names = ("fwd_rel_mse", "back_rel_mse",
                            *(f"{d}_psnr" for d, s in (("fwd", self.dst), ("back", self.src)) if self.decoders[s.id]))
         self.stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.started_from: dict[str, str] = {}  # network name -> the recipe.init file it was loaded from
 
     def _decoder(self, name: str) -> nn.Module | None:
         return _load_decoder(name, self.device).eval().requires_grad_(False) if name else None
@@ -151,6 +152,7 @@ class InterposerRecipe(Recipe):
             raise InputError(f"recipe.init {path}: it converts {entry.src} -> {entry.dst}, but this recipe trains "
                              f"{self.src.id} <-> {self.dst.id}; name a file of one of its two directions")
         start_from(nets[name], path, start, f"{name} network ")
+        self.started_from[name] = Path(path).name
 
     def _stats(self, space: spaces.LatentSpace) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of a space's latents over the training split (the per-space normalisation)."""
@@ -246,8 +248,8 @@ class InterposerRecipe(Recipe):
             params = sum(p.numel() for p in net.parameters())
             facts["architecture"] = f"{self.options.arch} {asdict(net.config)}, {params} parameters"
             facts["losses"] = {k: getattr(self.options, f"{k}_weight") for k in ("p", "b", "r", "h", "image")}
-            if self.options.init:
-                facts["started from"] = ", ".join(Path(p).name for p in self.options.init)
+            if name in self.started_from:
+                facts["started from"] = self.started_from[name]
             notes = (f"Interposer {a.title} -> {b.title}: {a.id} latents ({a.channels_in(self.domains[a.id])} channels "
                      f"at /{a.downscale_in(self.domains[a.id])}, {self.domains[a.id]} domain) to {b.id} latents "
                      f"({b.channels_in(self.domains[b.id])} channels at /{b.downscale_in(self.domains[b.id])}), "
