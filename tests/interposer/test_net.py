@@ -40,3 +40,30 @@ def test_bridge_config_round_trips_through_json_and_counts_work():
 def test_bridge_config_rejects_nonsense_shapes():
     with pytest.raises(InputError):
         BridgeConfig(0, 4)
+
+
+def test_input_blocks_start_as_the_identity_so_a_grown_net_computes_what_it_grew_from():
+    base = BridgeConfig.for_ratio(6, 4, Fraction(1, 4), width=8, blocks=1)
+    grown = BridgeConfig.for_ratio(6, 4, Fraction(1, 4), width=8, blocks=1, in_blocks=2)
+    assert grown.grows_from(base) and not base.grows_from(grown) and not base.grows_from(base)
+    small, big = BridgeNet(base), BridgeNet(grown)
+    missing, unexpected = big.load_state_dict(small.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("pre.") for k in missing)
+    x = torch.randn(2, 6, 16, 12)
+    assert torch.equal(big(x), small(x))
+    assert grown.flops_per_pixel() == base.flops_per_pixel() + 2 * 2 * (2 * 9 * 6 ** 2)  # 2 flops a multiply-add
+
+
+def test_a_config_that_changes_more_than_the_input_blocks_does_not_grow_from_another():
+    base = BridgeConfig.for_ratio(6, 4, Fraction(1, 4), width=8, blocks=1)
+    assert not BridgeConfig.for_ratio(6, 4, Fraction(1, 4), width=12, blocks=1, in_blocks=1).grows_from(base)
+
+
+def test_input_blocks_let_the_fine_pixels_act_nonlinearly_before_pooling():
+    net = BridgeNet(BridgeConfig.for_ratio(3, 2, Fraction(1, 4), width=8, blocks=1, in_blocks=1))
+    torch.nn.init.normal_(net.pre[0].conv2.weight)
+    x = torch.randn(1, 3, 8, 8)
+    y = net(x)
+    assert y.shape == (1, 2, 2, 2)
+    y.sum().backward()
+    assert net.pre[0].conv1.weight.grad.abs().sum() > 0

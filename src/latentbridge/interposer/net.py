@@ -1,16 +1,19 @@
 """latentbridge's own interposer network: any channel counts, any integer spatial ratio, no BatchNorm.
 
-Data flow: normalise the input per channel -> space-to-depth by ``down`` -> 1x1 conv to ``width`` -> residual
+Data flow: normalise the input per channel -> (``in_blocks`` > 0) residual blocks at the input resolution ->
+space-to-depth by ``down`` -> 1x1 conv to ``width`` -> residual
 3x3 blocks at the coarse working resolution -> (``up`` > 1) conv to ``hi_width * up**2``, depth-to-space and
 residual blocks at the output resolution -> 3x3 conv to ``ch_out`` -> add a linear map of the (space-to-depth)
 input -> undo the output normalisation. Almost all the work happens at the coarser of the two resolutions,
-which keeps it two orders of magnitude cheaper than decoding and re-encoding.
+which keeps it two orders of magnitude cheaper than decoding and re-encoding. Without input blocks, a down-scaling
+net sees each patch of fine pixels only through the stem's linear map; an input block lets them act nonlinearly
+(local texture energy, edges) before they are pooled, at the cost of convolutions at the fine resolution.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 
 import torch
@@ -32,9 +35,10 @@ class BridgeConfig:
     blocks: int = 6  # residual blocks at the working resolution
     hi_width: int = 32  # channels at the output resolution when up > 1
     hi_blocks: int = 1  # residual blocks at the output resolution when up > 1
+    in_blocks: int = 0  # residual blocks (ch_in wide) at the input resolution, before space-to-depth
 
     def __post_init__(self) -> None:
-        if min(self.ch_in, self.ch_out, self.down, self.up, self.width) < 1 or min(self.blocks, self.hi_blocks) < 0:
+        if min(self.ch_in, self.ch_out, self.down, self.up, self.width) < 1 or min(self.blocks, self.hi_blocks, self.in_blocks) < 0:
             raise InputError(f"invalid interposer shape {self}: channels, down, up and width must be >= 1")
 
     @classmethod
@@ -47,7 +51,8 @@ class BridgeConfig:
         """Floating-point operations per input latent pixel (2 per multiply-add, convolutions only)."""
         packed = self.ch_in * self.down * self.down
         work = (packed * self.width * (1 if self.down > 1 else 9) + self.blocks * 2 * 9 * self.width ** 2
-                + packed * self.ch_out * self.up * self.up)
+                + packed * self.ch_out * self.up * self.up
+                + self.down * self.down * self.in_blocks * 2 * 9 * self.ch_in ** 2)
         if self.up > 1:
             fine = self.up * self.up
             work += 9 * self.width * self.hi_width * fine
@@ -55,6 +60,11 @@ class BridgeConfig:
         else:
             work += 9 * self.width * self.ch_out
         return 2.0 * work / (self.down * self.down)
+
+    def grows_from(self, other: BridgeConfig) -> bool:
+        """Whether a net of ``other`` loads into one of this config that only adds input blocks: those start as the
+        identity, so the grown net computes what the loaded one did (a fine-tune can start from it)."""
+        return self.in_blocks > other.in_blocks and replace(self, in_blocks=other.in_blocks) == other
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -93,6 +103,7 @@ class BridgeNet(nn.Module):
         self.register_buffer("out_mean", torch.zeros(c.ch_out))
         self.register_buffer("out_std", torch.ones(c.ch_out))
         packed = c.ch_in * c.down * c.down
+        self.pre = nn.Sequential(*[_Res(c.ch_in) for _ in range(c.in_blocks)])
         self.stem = nn.Conv2d(packed, c.width, 1 if c.down > 1 else 3, padding=0 if c.down > 1 else 1)
         self.body = nn.Sequential(*[_Res(c.width) for _ in range(c.blocks)], nn.SiLU())
         if c.up > 1:
@@ -122,12 +133,13 @@ class BridgeNet(nn.Module):
         h, w = x.shape[-2:]
         out_h, out_w = round(h * c.up / c.down), round(w * c.up / c.down)
         x = (x - self.in_mean.view(1, -1, 1, 1)) / self.in_std.view(1, -1, 1, 1)
+        pad_h, pad_w = -h % c.down, -w % c.down
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        feats = self.pre(x)
         if c.down > 1:
-            pad_h, pad_w = -h % c.down, -w % c.down
-            if pad_h or pad_w:
-                x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-            x = F.pixel_unshuffle(x, c.down)
-        z = self.body(self.stem(x))
+            x, feats = F.pixel_unshuffle(x, c.down), F.pixel_unshuffle(feats, c.down)
+        z = self.body(self.stem(feats))
         if c.up > 1:
             y = self.head(self.fine(F.pixel_shuffle(self.rise(z), c.up)))
             y = y + F.pixel_shuffle(self.skip(x), c.up)

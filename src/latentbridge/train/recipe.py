@@ -71,11 +71,14 @@ class Recipe(ABC):
 
 def start_from(net: nn.Module, path: str, start: nn.Module, what: str = "") -> None:
     """Load the trained network ``start`` (read from ``path``, the config's ``recipe.init``) into ``net``; a file of
-    another architecture is refused with the fix."""
-    if getattr(start, "config", None) != net.config:
+    another architecture is refused with the fix. A config that only grows the file's network (its
+    ``grows_from``: added blocks that start as the identity) loads it too, the added blocks left as built."""
+    same = getattr(start, "config", None) == net.config
+    grows = hasattr(net.config, "grows_from") and net.config.grows_from(start.config)
+    if not (same or grows):
         raise InputError(f"recipe.init {path}: its architecture {asdict(start.config)} differs from this config's "
                          f"{what}{asdict(net.config)}; make the [recipe] sizes match it")
-    net.load_state_dict(start.state_dict())
+    net.load_state_dict(start.state_dict(), strict=same)
 
 
 def register(cls: type[Recipe]) -> type[Recipe]:

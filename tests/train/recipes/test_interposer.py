@@ -133,6 +133,17 @@ def test_interposer_recipe_trains_both_directions_and_exports_loadable_models(da
     assert {(e.src, e.dst) for e in discover(export, hub=False)} == {("flux2", "sana"), ("sana", "flux2")}
 
 
+def test_relative_mse_loss_weighs_each_crop_by_its_own_variance():
+    scale = torch.tensor([1.0, 0.5]).view(2, 1, 1, 1)  # the second crop: the first at half the scale
+    target = torch.randn(1, 4, 8, 8) * scale
+    pred = target + 0.1 * torch.randn(1, 4, 8, 8) * scale
+    per_crop = [float(recipe_module.relative_mse_loss(pred[i:i + 1], target[i:i + 1])) for i in range(2)]
+    assert per_crop[0] == pytest.approx(per_crop[1])  # a quarter of the squared error, and of the variance
+    assert float(recipe_module.relative_mse_loss(pred, target)) == pytest.approx(sum(per_crop) / 2)
+    flat = torch.zeros(1, 4, 8, 8)
+    assert float(recipe_module.relative_mse_loss(flat + 0.01, flat)) == pytest.approx(1e-4 / 0.05)
+
+
 def test_round_trip_losses_train_only_their_own_model(dataset, tmp_path):
     trainer = _trainer(_config(tmp_path, image=0.0, decoder=""), dataset, tmp_path / "run")
     recipe, nets = trainer.recipe, trainer.nets
@@ -224,6 +235,7 @@ def test_init_starts_the_network_of_the_files_direction_from_it(dataset, tmp_pat
     trainer.run()
     card = (tmp_path / "run" / "export" / "interposer-sana-to-flux2.md").read_text()
     assert "**started from**: interposer-sana-to-flux2.safetensors" in card
+    assert "**latent loss**: l1" in card
     assert "started from" not in (tmp_path / "run" / "export" / "interposer-flux2-to-sana.md").read_text()
 
 
@@ -240,6 +252,23 @@ def test_init_from_a_file_of_another_pair_or_architecture_is_refused(dataset, tm
     with pytest.raises(InputError, match="architecture"):
         _trainer(_with_init(wider, tmp_path / "first" / "export" / "interposer-flux2-to-sana.safetensors"), dataset,
                  tmp_path / "run")
+
+
+def test_init_grows_a_file_into_a_config_with_input_blocks_that_starts_as_the_same_function(dataset, tmp_path):
+    _trainer(_config(tmp_path, steps=3), dataset, tmp_path / "first").run()
+    start_file = tmp_path / "first" / "export" / "interposer-flux2-to-sana.safetensors"
+    start, _ = load_file(start_file)
+    grown_cfg = _config(tmp_path, steps=3)
+    grown_cfg.write_text(grown_cfg.read_text().replace("blocks = 1\n", "blocks = 1\nin_blocks = 1\n", 1))
+    trainer = _trainer(_with_init(grown_cfg, start_file), dataset, tmp_path / "run")
+    net = trainer.nets["forward"]
+    assert net.config.in_blocks == 1
+    x = torch.randn(2, 32, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(net(x), start.float()(x), atol=1e-5)
+    trainer.run()
+    grown, _ = load_file(tmp_path / "run" / "export" / "interposer-flux2-to-sana.safetensors")
+    assert grown.config.in_blocks == 1
 
 
 @pytest.mark.parametrize("change, message", [('arch = "bridge"', 'arch = "unet"'), ('dst = "sana"', 'dst = "flux2"'),

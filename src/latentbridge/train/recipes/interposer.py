@@ -41,7 +41,7 @@ from ..recipe import Recipe, register, start_from
 class Options:
     # above 0, checked when the config is read
     positive: ClassVar[tuple[str, ...]] = ("width", "hi_width", "image_window", "image_batch")
-    choices: ClassVar[dict[str, tuple[str, ...]]] = {"arch": ("bridge", "v4"), "loss": ("l1", "mse")}
+    choices: ClassVar[dict[str, tuple[str, ...]]] = {"arch": ("bridge", "v4"), "loss": ("l1", "mse", "rel_mse")}
 
     src: str = "flux2"  # the forward model's input space (the dataset needs an encoder for each space)
     dst: str = "sana"  # the forward model's output space
@@ -50,7 +50,8 @@ class Options:
     blocks: int = 6  # residual blocks at the working resolution
     hi_width: int = 32  # bridge: channels at the finer output resolution, when the output is larger
     hi_blocks: int = 1  # bridge: residual blocks there
-    loss: str = "l1"  # l1 | mse, on per-space normalised latents
+    in_blocks: int = 0  # bridge: residual blocks at the input resolution, before it is pooled (may grow an init file)
+    loss: str = "l1"  # l1 | mse | rel_mse (each crop's MSE over its own target variance), on normalised latents
     p_weight: float = 1.0  # forward: src -> dst
     b_weight: float = 1.0  # backward: dst -> src (0 trains the forward model alone)
     r_weight: float = 0.1  # round trip src -> dst -> src, gradient into the forward model only
@@ -66,7 +67,17 @@ class Options:
     init: list[str] = field(default_factory=list)  # interposer files to start from (fine-tuning), each by its spaces
 
 
-_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+
+
+def relative_mse_loss(pred: torch.Tensor, target: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
+    """Mean over crops of each crop's MSE divided by its own target variance: the measure the benchmarks report
+    (:func:`latentbridge.metrics.relative_mse`), so flat crops weigh as much as busy ones. The variance is floored
+    (in normalised units, where the data's per-channel variance is 1) so a near-constant crop cannot swamp a batch."""
+    err = (pred - target).pow(2).flatten(1).mean(1)
+    return (err / target.flatten(1).var(1).clamp_min(floor)).mean()
+
+
+_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "rel_mse": relative_mse_loss}
 
 
 def _frozen(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +142,7 @@ class InterposerRecipe(Recipe):
         if o.arch == "v4":
             return V4Interposer(V4Config(c_in, c_out, o.width, o.blocks, float(ratio)))
         net = BridgeNet(BridgeConfig.for_ratio(c_in, c_out, ratio, width=o.width, blocks=o.blocks,
-                                               hi_width=o.hi_width, hi_blocks=o.hi_blocks))
+                                               hi_width=o.hi_width, hi_blocks=o.hi_blocks, in_blocks=o.in_blocks))
         (m_in, s_in), (m_out, s_out) = self._stats(space_in), self._stats(space_out)
         net.set_statistics(m_in, s_in, m_out, s_out)
         return net
@@ -248,6 +259,7 @@ class InterposerRecipe(Recipe):
             params = sum(p.numel() for p in net.parameters())
             facts["architecture"] = f"{self.options.arch} {asdict(net.config)}, {params} parameters"
             facts["losses"] = {k: getattr(self.options, f"{k}_weight") for k in ("p", "b", "r", "h", "image")}
+            facts["latent loss"] = self.options.loss
             if name in self.started_from:
                 facts["started from"] = self.started_from[name]
             notes = (f"Interposer {a.title} -> {b.title}: {a.id} latents ({a.channels_in(self.domains[a.id])} channels "
