@@ -28,3 +28,8 @@ def test_relative_mse_is_zero_when_exact_and_one_for_the_targets_mean():
     assert torch.all(metrics.relative_mse(target, target) == 0)
     mean = target.mean((1, 2, 3), keepdim=True).expand_as(target)
     torch.testing.assert_close(metrics.relative_mse(mean, target), torch.full((2,), 255 / 256), rtol=1e-5, atol=1e-6)
+
+
+def test_relative_mse_divides_by_at_least_the_floor():
+    flat = torch.zeros(1, 4, 8, 8)
+    torch.testing.assert_close(metrics.relative_mse(flat + 0.1, flat, floor=0.5), torch.tensor([0.01 / 0.5]))

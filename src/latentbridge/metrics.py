@@ -17,7 +17,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor, *, low: float = 0.0, high: float = 1.
     return 10 * torch.log10((high - low) ** 2 / mse.clamp_min(1e-12))
 
 
-def relative_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-item MSE of ``pred`` relative to the variance of ``target`` (B, ...)."""
+def relative_mse(pred: torch.Tensor, target: torch.Tensor, *, floor: float = 1e-12) -> torch.Tensor:
+    """Per-item MSE of ``pred`` relative to the variance of ``target`` (B, ...), that variance at least ``floor``."""
     err = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
-    return err / target.float().flatten(1).var(1).clamp_min(1e-12)
+    return err / target.float().flatten(1).var(1).clamp_min(floor)

@@ -39,7 +39,7 @@ class BridgeConfig:
 
     def __post_init__(self) -> None:
         if min(self.ch_in, self.ch_out, self.down, self.up, self.width) < 1 or min(self.blocks, self.hi_blocks, self.in_blocks) < 0:
-            raise InputError(f"invalid interposer shape {self}: channels, down, up and width must be >= 1")
+            raise InputError(f"invalid interposer shape {self}: channels, down, up and width must be >= 1, block counts >= 0")
 
     @classmethod
     def for_ratio(cls, ch_in: int, ch_out: int, ratio: Fraction | float, **kw) -> BridgeConfig:

@@ -67,14 +67,11 @@ class Options:
     init: list[str] = field(default_factory=list)  # interposer files to start from (fine-tuning), each by its spaces
 
 
-
-
 def relative_mse_loss(pred: torch.Tensor, target: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
     """Mean over crops of each crop's MSE divided by its own target variance: the measure the benchmarks report
     (:func:`latentbridge.metrics.relative_mse`), so flat crops weigh as much as busy ones. The variance is floored
     (in normalised units, where the data's per-channel variance is 1) so a near-constant crop cannot swamp a batch."""
-    err = (pred - target).pow(2).flatten(1).mean(1)
-    return (err / target.flatten(1).var(1).clamp_min(floor)).mean()
+    return metrics.relative_mse(pred, target, floor=floor).mean()
 
 
 _LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "rel_mse": relative_mse_loss}
