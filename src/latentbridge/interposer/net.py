@@ -138,7 +138,8 @@ class BridgeNet(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         feats = self.pre(x)
         if c.down > 1:
-            x, feats = F.pixel_unshuffle(x, c.down), F.pixel_unshuffle(feats, c.down)
+            x = F.pixel_unshuffle(x, c.down)
+            feats = F.pixel_unshuffle(feats, c.down) if c.in_blocks else x  # without input blocks feats is x
         z = self.body(self.stem(feats))
         if c.up > 1:
             y = self.head(self.fine(F.pixel_shuffle(self.rise(z), c.up)))
