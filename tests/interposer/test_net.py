@@ -45,18 +45,12 @@ def test_bridge_config_rejects_nonsense_shapes():
 def test_input_blocks_start_as_the_identity_so_a_grown_net_computes_what_it_grew_from():
     base = BridgeConfig.for_ratio(6, 4, Fraction(1, 4), width=8, blocks=1)
     grown = BridgeConfig.for_ratio(6, 4, Fraction(1, 4), width=8, blocks=1, in_blocks=2)
-    assert grown.grows_from(base) and not base.grows_from(grown) and not base.grows_from(base)
     small, big = BridgeNet(base), BridgeNet(grown)
     missing, unexpected = big.load_state_dict(small.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("pre.") for k in missing)
     x = torch.randn(2, 6, 16, 12)
     assert torch.equal(big(x), small(x))
     assert grown.flops_per_pixel() == base.flops_per_pixel() + 2 * 2 * (2 * 9 * 6 ** 2)  # 2 flops a multiply-add
-
-
-def test_a_config_that_changes_more_than_the_input_blocks_does_not_grow_from_another():
-    base = BridgeConfig.for_ratio(6, 4, Fraction(1, 4), width=8, blocks=1)
-    assert not BridgeConfig.for_ratio(6, 4, Fraction(1, 4), width=12, blocks=1, in_blocks=1).grows_from(base)
 
 
 def test_input_blocks_let_the_fine_pixels_act_nonlinearly_before_pooling():

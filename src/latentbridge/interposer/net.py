@@ -13,8 +13,9 @@ net sees each patch of fine pixels only through the stem's linear map; an input 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from fractions import Fraction
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,9 @@ from ..errors import InputError
 @dataclass(frozen=True)
 class BridgeConfig:
     """Shape of a :class:`BridgeNet`. Output size = input size * up / down."""
+
+    # block counts a fine-tune may raise over a trained file's: added blocks start as the identity
+    GROWABLE: ClassVar[tuple[str, ...]] = ("in_blocks", "blocks", "hi_blocks")
 
     ch_in: int
     ch_out: int
@@ -60,11 +64,6 @@ class BridgeConfig:
         else:
             work += 9 * self.width * self.ch_out
         return 2.0 * work / (self.down * self.down)
-
-    def grows_from(self, other: BridgeConfig) -> bool:
-        """Whether a net of ``other`` loads into one of this config that only adds input blocks: those start as the
-        identity, so the grown net computes what the loaded one did (a fine-tune can start from it)."""
-        return self.in_blocks > other.in_blocks and replace(self, in_blocks=other.in_blocks) == other
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

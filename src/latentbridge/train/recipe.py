@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -69,15 +69,27 @@ class Recipe(ABC):
         """Write the trained model file(s) with their model card into ``out``; ``card`` holds run facts."""
 
 
+def grows(config: Any, other: Any) -> bool:
+    """Whether ``config`` only adds residual blocks to ``other`` (the block counts its class lists in ``GROWABLE``).
+
+    Added blocks start as the identity at the end of their group, so a net of ``config`` holding the weights of a net
+    of ``other`` computes what that one did: a fine-tune can grow a trained file.
+    """
+    counts = getattr(type(config), "GROWABLE", ())
+    if type(config) is not type(other) or not counts:
+        return False
+    added = [getattr(config, f) - getattr(other, f) for f in counts]
+    return min(added) >= 0 and max(added) > 0 and replace(config, **{f: getattr(other, f) for f in counts}) == other
+
+
 def start_from(net: nn.Module, path: str, start: nn.Module, what: str = "") -> None:
     """Load the trained network ``start`` (read from ``path``, the config's ``recipe.init``) into ``net``; a file of
-    another architecture is refused with the fix. A config that only grows the file's network (its
-    ``grows_from``: added blocks that start as the identity) loads it too, the added blocks left as built."""
+    another architecture is refused with the fix. A config that only adds blocks to the file's network (:func:`grows`)
+    loads it too, the added blocks left as built."""
     same = getattr(start, "config", None) == net.config
-    grows = hasattr(net.config, "grows_from") and net.config.grows_from(start.config)
-    if not (same or grows):
+    if not (same or grows(net.config, start.config)):
         raise InputError(f"recipe.init {path}: its architecture {asdict(start.config)} differs from this config's "
-                         f"{what}{asdict(net.config)}; make the [recipe] sizes match it")
+                         f"{what}{asdict(net.config)}; make the [recipe] sizes match it (or only add blocks)")
     net.load_state_dict(start.state_dict(), strict=same)
 
 

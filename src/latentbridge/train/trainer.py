@@ -251,7 +251,7 @@ class Trainer:
             card = {"recipe": self.config.recipe, "steps": steps, "wall_time_s": round(elapsed, 1),
                     "device": device, "processes": self.accelerator.num_processes,
                     "precision": self.config.train.precision, "batch_size": self.config.train.batch_size,
-                    "data": self.info.summary(), "metrics_on": self.eval_note, "config": self.config.to_dict(),
+                    "data": self.info.summary(), "metrics_on": self.eval_note, "config": _portable(self.config.to_dict()),
                     "storage": storage, "metrics": metrics}
             if storage != "float32":
                 card["metrics_before_rounding_to_storage"] = {k: round(v, 4) for k, v in full.items()}
@@ -268,6 +268,18 @@ class Trainer:
             for t in [*net.parameters(), *net.buffers()]:
                 if t.is_floating_point():
                     t.copy_(t.to(dtype))
+
+
+def _portable(value: Any) -> Any:
+    """``value`` with every string that is a path to an existing file replaced by the file's name: a model card says
+    which file a run started from, not the folders of the machine that trained it."""
+    if isinstance(value, dict):
+        return {k: _portable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    if isinstance(value, str) and Path(value).name != value and Path(value).is_file():
+        return Path(value).name
+    return value
 
 
 def _check_out(out: Path, resume: bool) -> None:

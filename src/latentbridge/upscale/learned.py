@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +31,9 @@ KIND = "upscaler"
 @dataclass(frozen=True)
 class UpscalerConfig:
     """Architecture of an upscaler network (stored in the weight file's metadata)."""
+
+    # block counts a fine-tune may raise over a trained file's: added blocks start as the identity
+    GROWABLE: ClassVar[tuple[str, ...]] = ("blocks", "head_blocks")
 
     channels: int = 32  # latent channels in the taesd domain (4, 16, 32, ...)
     width: int = 64  # trunk channels at the input resolution

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import safe_open
 from torch import nn
 
 from latentbridge import spaces
@@ -267,8 +269,12 @@ def test_init_grows_a_file_into_a_config_with_input_blocks_that_starts_as_the_sa
     with torch.no_grad():
         assert torch.allclose(net(x), start.float()(x), atol=1e-5)
     trainer.run()
-    grown, _ = load_file(tmp_path / "run" / "export" / "interposer-flux2-to-sana.safetensors")
+    grown_file = tmp_path / "run" / "export" / "interposer-flux2-to-sana.safetensors"
+    grown, _ = load_file(grown_file)
     assert grown.config.in_blocks == 1
+    with safe_open(str(grown_file), "pt") as f:
+        card = json.loads(f.metadata()["latentbridge.card"])
+    assert card["config"]["recipe_options"]["init"] == [start_file.name]  # the card names no folder of this machine
 
 
 @pytest.mark.parametrize("change, message", [('arch = "bridge"', 'arch = "unet"'), ('dst = "sana"', 'dst = "flux2"'),

@@ -50,7 +50,7 @@ class Options:
     blocks: int = 6  # residual blocks at the working resolution
     hi_width: int = 32  # bridge: channels at the finer output resolution, when the output is larger
     hi_blocks: int = 1  # bridge: residual blocks there
-    in_blocks: int = 0  # bridge: residual blocks at the input resolution, before it is pooled (may grow an init file)
+    in_blocks: int = 0  # bridge: residual blocks at the input resolution, before it is pooled
     loss: str = "l1"  # l1 | mse | rel_mse (each crop's MSE over its own target variance), on normalised latents
     p_weight: float = 1.0  # forward: src -> dst
     b_weight: float = 1.0  # backward: dst -> src (0 trains the forward model alone)

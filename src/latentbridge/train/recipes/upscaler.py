@@ -12,7 +12,8 @@ low size in, a latent at the high size out. Two targets are offered and may be m
 * ``image``: the real tiny decoder's picture of the prediction against the photo at the high size, on a random
   window per step (:mod:`..image_loss`). The mean squared error of pictures is what the benchmark's PSNR scores,
   so this is the teacher that can beat the round trip; the latent terms keep the latents close to ones that decode
-  cleanly. ``init`` starts from a trained upscaler file of the same architecture (fine-tuning).
+  cleanly. ``init`` starts from a trained upscaler file of the same architecture, or of one with fewer residual
+  blocks (``blocks``, ``head_blocks``: the added ones start as the identity), to fine-tune it.
 
 Each step draws its own (pair, items) from the cached targets with the trainer's per-step seed, so a resumed run
 draws exactly what the uninterrupted one would.
@@ -62,7 +63,7 @@ class Options:
     image_window: int = 14  # latent pixels per side of the window decoded for the image loss
     image_margin: int = 3  # latent pixels at the window's edge left out of the image loss
     image_batch: int = 4  # items of each batch that get the image loss (decoding is the expensive part)
-    init: str = ""  # an upscaler file of the same architecture to start from, instead of a fresh network
+    init: str = ""  # an upscaler file to start from (same architecture, or fewer blocks), instead of a fresh network
     resize: str = "bilinear"  # image resampling inside the round trip (antialiased): bilinear | bicubic
     channel_weights: str = "decoder"  # decoder: weight each channel's error by how much the decoder's image moves
     channel_floor: float = 0.1  # with decoder weights: added to the mean-1 weights so no channel is ignored
