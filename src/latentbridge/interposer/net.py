@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..blocks import ResBlock
 from ..errors import InputError
 
 
@@ -73,20 +74,6 @@ class BridgeConfig:
         return cls(**json.loads(text))
 
 
-class _Res(nn.Module):
-    """x + conv(silu(conv(silu(x)))); the second conv starts at zero so every block starts as the identity."""
-
-    def __init__(self, ch: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
-
-
 class BridgeNet(nn.Module):
     """Latent (B, ch_in, H, W) -> latent (B, ch_out, H*up/down, W*up/down), in the domain it was trained on.
 
@@ -102,12 +89,12 @@ class BridgeNet(nn.Module):
         self.register_buffer("out_mean", torch.zeros(c.ch_out))
         self.register_buffer("out_std", torch.ones(c.ch_out))
         packed = c.ch_in * c.down * c.down
-        self.pre = nn.Sequential(*[_Res(c.ch_in) for _ in range(c.in_blocks)])
+        self.pre = nn.Sequential(*[ResBlock(c.ch_in) for _ in range(c.in_blocks)])
         self.stem = nn.Conv2d(packed, c.width, 1 if c.down > 1 else 3, padding=0 if c.down > 1 else 1)
-        self.body = nn.Sequential(*[_Res(c.width) for _ in range(c.blocks)], nn.SiLU())
+        self.body = nn.Sequential(*[ResBlock(c.width) for _ in range(c.blocks)], nn.SiLU())
         if c.up > 1:
             self.rise = nn.Conv2d(c.width, c.hi_width * c.up * c.up, 3, padding=1)
-            self.fine = nn.Sequential(*[_Res(c.hi_width) for _ in range(c.hi_blocks)], nn.SiLU())
+            self.fine = nn.Sequential(*[ResBlock(c.hi_width) for _ in range(c.hi_blocks)], nn.SiLU())
             self.head = nn.Conv2d(c.hi_width, c.ch_out, 3, padding=1)
         else:
             self.head = nn.Conv2d(c.width, c.ch_out, 3, padding=1)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import devices, spaces, weights
+from ..blocks import ResBlock
 from ..errors import InputError, LatentBridgeError, UnknownSpaceError, WeightsFormatError, WeightsNotFoundError
 from .plain import Scale, target_size
 
@@ -66,20 +67,6 @@ class UpscalerConfig:
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, padding=k // 2)
-
-
-class ResBlock(nn.Module):
-    """x + conv(SiLU(conv(SiLU(x)))), the second conv zero-initialised so a fresh block is the identity."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.conv1 = _conv(width, width)
-        self.conv2 = _conv(width, width)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
 
 
 class UpscalerNet(nn.Module):
