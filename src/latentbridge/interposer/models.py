@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .. import hub as _hub
 from .. import spaces, weights
 from ..errors import LatentBridgeError, WeightsFormatError, WeightsNotFoundError
 from ..weights import HubFile
@@ -169,13 +170,9 @@ def discover(models_dir: str | os.PathLike | None = None, *, hub: bool | None = 
         if (src, dst, "v4") in found or not use_cache:
             continue
         hub_file = HubFile(V4_REPO, name, V4_SUBFOLDER)
-        try:
-            path = weights.resolve(name, filenames=[name], folder=FOLDER, hub=[hub_file], models_dir=models_dir,
-                                   allow_download=False)
-            found[(src, dst, "v4")] = v4_entry(src, dst, path)
-        except WeightsNotFoundError:
-            if download:
-                found[(src, dst, "v4")] = v4_entry(src, dst, hub_file)
+        path = _hub.cached(hub_file)  # the folders were listed above: only the hub cache is left to look in
+        if path is not None or download:
+            found[(src, dst, "v4")] = v4_entry(src, dst, path or hub_file)
     return list(found.values())
 
 
