@@ -333,3 +333,17 @@ def test_image_space_clips_convert_between_domains_frame_by_frame(space):
 def test_a_packed_space_takes_pictures_only():
     with pytest.raises(InputError, match=r"has shape \(B, C, H, W\) with C=128; got \(1, 128, 3, 4, 4\)"):
         spaces.convert_domain(torch.randn(1, 128, 3, 4, 4), "flux2", "raw", "model")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_count_nonfinite_counts_exactly_what_testing_each_value_counts(dtype):
+    torch.manual_seed(0)
+    big = torch.finfo(dtype).max / 2
+    clean = torch.randn(2, 4, 8, 8).to(dtype)
+    overflowing = torch.full((3, 5), big, dtype=dtype)  # finite values whose sum is infinite
+    holes = clean.clone()
+    holes[0, 1, 2, 3], holes[1, 0, 0, 0], holes[1, 3, 7, 7] = float("nan"), float("inf"), float("-inf")
+    opposite = torch.tensor([float("inf"), float("-inf"), 1.0], dtype=dtype)  # sums to NaN
+    for t in (clean, overflowing, holes, opposite, torch.empty(0, dtype=dtype)):
+        assert spaces.count_nonfinite(t) == int((~torch.isfinite(t)).sum())
+    assert spaces.count_nonfinite(holes) == 3 and spaces.count_nonfinite(overflowing) == 0

@@ -61,8 +61,7 @@ def read_latent(path: str, args: argparse.Namespace, *, need_space: bool = True,
                 finite: bool = True) -> tuple[io.LatentFile, spaces.LatentSpace | None, str]:
     """Load a latent and settle its space and domain from --space/--domain, metadata, then detection."""
     lf = load_nonempty(path, space=getattr(args, "space", None), domain=getattr(args, "domain", None))
-    if finite and not bool(torch.isfinite(lf.tensor).all()):
-        bad = int((~torch.isfinite(lf.tensor)).sum())
+    if finite and (bad := spaces.count_nonfinite(lf.tensor)):
         raise InputError(f"{path}: the latent holds {bad} NaN or infinite values; it is corrupt or came from a "
                          "diverged sampler")
     if lf.space and lf.domain:

@@ -29,8 +29,7 @@ def _as_batch(latent: torch.Tensor, space: spaces.LatentSpace, domain: str) -> t
         unpacked = f" (or {space.taesd_channels} unpacked)" if space.packing and domain != "taesd" else ""
         raise InputError(f"the latent has {x.shape[1]} channels but a {space.id} latent in the {domain} domain has "
                          f"{space.channels_in(domain)}{unpacked}: check the source space (src=) and domain=")
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
+    if bad := spaces.count_nonfinite(x):
         raise InputError(f"the latent holds {bad} NaN or infinite values: it is corrupt or came from a diverged "
                          "sampler; nothing was converted")
     return x, lead, domain
