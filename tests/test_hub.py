@@ -136,6 +136,24 @@ def test_a_multi_hop_route_downloads_only_the_hop_it_lacks(tmp_path, server, use
     assert server.hub.count("GET") == 1
 
 
+def test_discovery_skips_a_repo_the_cache_lacks_and_finds_its_file_once_downloaded(tmp_path, server, user):
+    publish_v4(server, tmp_path, "xl", "v1")
+    code = """
+from pathlib import Path
+from latentbridge import hub
+from latentbridge.interposer.models import V4_REPO, V4_SUBFOLDER, discover, v4_filename
+def where():
+    return ["file" if isinstance(e.location, Path) else "hub" for e in discover() if (e.src, e.dst) == ("sdxl", "sd1")]
+print(hub.repo_cached(V4_REPO), where())
+hub.download(hub.HubFile(V4_REPO, v4_filename("xl", "v1"), V4_SUBFOLDER))
+print(hub.repo_cached(V4_REPO), where())
+"""
+    done = run_python(code, user)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["False ['hub']", "True ['file']"]
+    assert server.hub.count("GET") == 1
+
+
 def test_convert_dry_run_names_the_download_and_makes_no_request(tmp_path, server, user):
     publish_v4(server, tmp_path, "xl", "v1")
     from latentbridge import io

@@ -1,4 +1,4 @@
-"""The residual block of latentbridge's own small networks (the bridge interposer and the learned upscaler)."""
+"""Building blocks of latentbridge's own small networks (the bridge interposer and the learned upscaler)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,11 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+def patch_conv(x: torch.Tensor, conv: nn.Conv2d, patch: int) -> torch.Tensor:
+    """``conv(F.pixel_unshuffle(x, patch))`` for a 1x1 ``conv``, computed as the same sum by a patch x patch conv
+    with stride ``patch`` (unshuffled channel ``c * patch**2 + i * patch + j`` is pixel (i, j) of channel c), which
+    skips the unshuffled copy."""
+    weight = conv.weight.reshape(conv.out_channels, x.shape[1], patch, patch)
+    return F.conv2d(x, weight, conv.bias, stride=patch)

@@ -76,6 +76,14 @@ def cached(file: HubFile) -> Path | None:
     return Path(hit) if isinstance(hit, str) else None
 
 
+def repo_cached(repo_id: str) -> bool:
+    """Whether the hub cache holds anything of ``repo_id``: one folder check, so that a caller looking for many
+    files of one repository skips them all when it was never downloaded."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    return (cache_dir() / repo_folder_name(repo_id=repo_id, repo_type="model")).is_dir()
+
+
 def download(file: HubFile) -> Path:
     """The file, downloaded into the hub cache (the cache is used when it already holds it).
 

@@ -231,6 +231,7 @@ def _load_torch(path: Path) -> dict[str, torch.Tensor]:
 # --- the one schema, loader and cache of the model files latentbridge writes --------------------------------------
 
 META = "latentbridge."
+CARD = f"{META}card"  # the training card of an exported model, as JSON
 # Files shipped before the one schema: bare keys, told apart by their ``format``.
 _LEGACY_FORMATS = {"latentbridge.interposer/1": "interposer", "latentbridge.upscaler/1": "upscaler"}
 

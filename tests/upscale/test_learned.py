@@ -136,19 +136,6 @@ def test_config_covers_trained_ranges_only():
     assert cfg.describe_ranges() == "0.5x and 1x to 4x"
 
 
-def test_sub_grid_strided_conv_equals_unshuffle_then_pointwise_conv():
-    import torch.nn.functional as F
-
-    from latentbridge.upscale import UpscalerConfig, UpscalerNet
-
-    net = UpscalerNet(UpscalerConfig(channels=4, width=8, blocks=1, sub=4, sub_channels=3, head=8))
-    grid = torch.randn(2, 3, 20, 28)
-    c = net.config
-    strided = F.conv2d(grid, net.from_sub.weight.view(c.head, c.sub_channels, c.sub, c.sub), net.from_sub.bias,
-                       stride=c.sub)
-    assert torch.allclose(strided, net.from_sub(F.pixel_unshuffle(grid, c.sub)), atol=1e-5)
-
-
 @pytest.mark.parametrize("storage", ["float16", "bfloat16"])
 def test_a_half_precision_upscaler_file_computes_what_its_weights_rounded_to_float32_compute(models, storage):
     half = load(_save(models, "sd1", storage=storage, name="half.safetensors"))

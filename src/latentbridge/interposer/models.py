@@ -166,11 +166,13 @@ def discover(models_dir: str | os.PathLike | None = None, *, hub: bool | None = 
                     entry = bridge_entry(path, meta)
                     found.setdefault((entry.src, entry.dst, "bridge"), entry)
     use_cache = models_dir is None or download
+    in_cache = use_cache and _hub.repo_cached(V4_REPO)
     for name, (src, dst) in v4_names.items():
         if (src, dst, "v4") in found or not use_cache:
             continue
         hub_file = HubFile(V4_REPO, name, V4_SUBFOLDER)
-        path = _hub.cached(hub_file)  # the folders were listed above: only the hub cache is left to look in
+        # the folders were listed above: only the hub cache is left to look in
+        path = _hub.cached(hub_file) if in_cache else None
         if path is not None or download:
             found[(src, dst, "v4")] = v4_entry(src, dst, path or hub_file)
     return list(found.values())

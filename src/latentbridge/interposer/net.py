@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blocks import ResBlock
+from ..blocks import ResBlock, patch_conv
 from ..errors import InputError
 
 
@@ -122,16 +122,15 @@ class BridgeNet(nn.Module):
         pad_h, pad_w = -h % c.down, -w % c.down
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        feats = self.pre(x)
-        if c.down > 1:
-            x = F.pixel_unshuffle(x, c.down)
-            feats = F.pixel_unshuffle(feats, c.down) if c.in_blocks else x  # without input blocks feats is x
-        z = self.body(self.stem(feats))
-        if c.up > 1:
-            y = self.head(self.fine(F.pixel_shuffle(self.rise(z), c.up)))
-            y = y + F.pixel_shuffle(self.skip(x), c.up)
+        if c.down > 1:  # stem and skip see each input patch, space-to-depth
+            z, skip = patch_conv(self.pre(x), self.stem, c.down), patch_conv(x, self.skip, c.down)
         else:
-            y = self.head(z) + self.skip(x)
+            z, skip = self.stem(self.pre(x)), self.skip(x)
+        z = self.body(z)
+        if c.up > 1:
+            y = self.head(self.fine(F.pixel_shuffle(self.rise(z), c.up))) + F.pixel_shuffle(skip, c.up)
+        else:
+            y = self.head(z) + skip
         y = y[..., :out_h, :out_w]
         return y * self.out_std.view(1, -1, 1, 1) + self.out_mean.view(1, -1, 1, 1)
 

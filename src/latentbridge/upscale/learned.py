@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import devices, spaces, weights
-from ..blocks import ResBlock
+from ..blocks import ResBlock, patch_conv
 from ..errors import InputError, LatentBridgeError, UnknownSpaceError, WeightsFormatError, WeightsNotFoundError
 from .plain import Scale, target_size
 
@@ -93,10 +93,7 @@ class UpscalerNet(nn.Module):
         grid = F.pixel_shuffle(self.to_sub(feats), c.sub)
         grid = F.interpolate(grid, size=(oh * c.sub, ow * c.sub), mode="bilinear", align_corners=False,
                              antialias=(oh < h or ow < w))
-        # from_sub is a 1x1 conv over pixel_unshuffle(grid): the same sum as a sub x sub conv with stride sub,
-        # which skips the unshuffled copy
-        weight = self.from_sub.weight.view(c.head, c.sub_channels, c.sub, c.sub)
-        x = F.conv2d(grid, weight, self.from_sub.bias, stride=c.sub)
+        x = patch_conv(grid, self.from_sub, c.sub)  # from_sub over each sub x sub cell of the grid
         ratio = torch.tensor([[math.log(oh / h), math.log(ow / w)]], device=z.device, dtype=z.dtype)
         x = self.head(x + self.embed(ratio)[:, :, None, None])
         base = F.interpolate(z, size=(oh, ow), mode="bilinear", align_corners=False, antialias=(oh < h or ow < w))

@@ -14,7 +14,7 @@ from PIL import Image
 from safetensors import safe_open
 from torch import nn
 
-from latentbridge import spaces
+from latentbridge import spaces, weights
 from latentbridge.errors import InputError
 from latentbridge.interposer import BridgeConfig, BridgeNet, V4Interposer, bridge_metadata, check_state_dict, discover, load_file
 from latentbridge.train import Encoder, Trainer, build_dataset, load_config, read_metrics
@@ -273,7 +273,7 @@ def test_init_grows_a_file_into_a_config_with_input_blocks_that_starts_as_the_sa
     grown, _ = load_file(grown_file)
     assert grown.config.in_blocks == 1
     with safe_open(str(grown_file), "pt") as f:
-        card = json.loads(f.metadata()["latentbridge.card"])
+        card = json.loads(f.metadata()[weights.CARD])
     assert card["config"]["recipe_options"]["init"] == [start_file.name]  # the card names no folder of this machine
 
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import metrics, spaces
+from ... import metrics, spaces, weights
 from ...errors import InputError
 from ...interposer import BridgeConfig, BridgeNet, V4Config, V4Interposer, bridge_metadata
 from ...interposer.models import load_file, no_denormals
@@ -269,7 +269,7 @@ class InterposerRecipe(Recipe):
             text = card_text(f"latentbridge interposer {a.id} -> {b.id}", facts, metrics, notes)
             meta = bridge_metadata(net, src=a.id, dst=b.id, domain_in=self.domains[a.id],
                                    domain_out=self.domains[b.id], metrics=metrics)
-            meta["latentbridge.card"] = json.dumps(card, default=str)
+            meta[weights.CARD] = json.dumps(card, default=str)
             tensors = {k: no_denormals(v.float()) if v.is_floating_point() else v for k, v in net.state_dict().items()}
             written += save_model(out / f"interposer-{a.id}-to-{b.id}.safetensors", tensors, meta, text,
                                   dtype=card.get("storage", "float32"))

@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
-from ... import metrics, spaces
+from ... import metrics, spaces, weights
 from ...errors import InputError
 from ...io import atomic_path
 from ...upscale.learned import UpscalerConfig, UpscalerNet, load, to_tensors, weight_name
@@ -360,7 +360,7 @@ class UpscalerRecipe(Recipe):
                  f"the high size, {card.get('metrics_on', 'held-out images')}; learned vs bicubic latent "
                  "interpolation vs the decode-resize-encode round trip.")
         text = card_text(f"latentbridge upscaler for {self.space.title}", facts, metrics, notes)
-        tensors, meta = to_tensors(net, self.space, {"card": json.dumps({**card, "metrics": metrics}, default=str)})
+        tensors, meta = to_tensors(net, self.space, {weights.CARD: json.dumps({**card, "metrics": metrics}, default=str)})
         return save_model(out / weight_name(self.space), tensors, meta, text, dtype=card.get("storage", "float32"))
 
 

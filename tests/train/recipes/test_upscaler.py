@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
+from safetensors import safe_open
 from toy_recipe import fake_encoder
 
+from latentbridge import weights
 from latentbridge.errors import InputError
 from latentbridge.train import Trainer, build_dataset, load_config
 from latentbridge.train.recipes.upscaler import UpscalerRecipe
@@ -158,6 +161,10 @@ def test_upscaler_recipe_init_starts_from_a_trained_upscaler_of_the_same_archite
     net = _train(tmp_path, sized_dataset, "tuned", text=text).recipe.build()["upscaler"]
     trained = load(export).net.state_dict()
     assert all(torch.equal(v, trained[k]) for k, v in net.state_dict().items())
+    _train(tmp_path, sized_dataset, "tuned", text=text).run()
+    with safe_open(str(tmp_path / "tuned" / "export" / "upscaler-sd1.safetensors"), "pt") as f:
+        card = json.loads(f.metadata()[weights.CARD])
+    assert card["config"]["recipe_options"]["init"] == export.name  # the card names no folder of this machine
     with pytest.raises(InputError, match="recipe.init .*architecture"):
         _train(tmp_path, sized_dataset, "wider", text=text.replace("width = 8", "width = 16")).recipe.build()
 
