@@ -232,3 +232,29 @@ def test_a_half_precision_file_loads_as_its_float32_weights_rounded(tmp_path, st
     x = torch.randn(4, 3)
     with torch.no_grad():
         assert torch.equal(loaded(x), torch.nn.functional.linear(x, net.weight.to(half).float(), net.bias.to(half).float()))
+
+
+def _strings(value):
+    """Every string inside a decoded JSON value (or the value itself when it is one)."""
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("path", sorted(weights.PACKAGE_MODELS.glob("*.safetensors")), ids=lambda p: p.name)
+def test_a_shipped_model_names_no_folder_of_the_machine_that_trained_it(path):
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    for key, text in meta.items():
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        absolute = [s for s in _strings(value) if s.startswith(("/", "~")) or s[1:3] == ":\\"]
+        assert not absolute, f"{key} holds local paths {absolute}"

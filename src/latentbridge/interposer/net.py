@@ -122,7 +122,7 @@ class BridgeNet(nn.Module):
         pad_h, pad_w = -h % c.down, -w % c.down
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        if c.down > 1:  # stem and skip see each input patch, space-to-depth
+        if c.down > 1:  # stem and skip are 1x1 convs over space-to-depth patches
             z, skip = patch_conv(self.pre(x), self.stem, c.down), patch_conv(x, self.skip, c.down)
         else:
             z, skip = self.stem(self.pre(x)), self.skip(x)
