@@ -106,6 +106,21 @@ def test_upscaler_recipe_caches_round_trip_targets_beside_the_dataset(sized_data
     assert recipe.precompute_s < 5 and fake_ae.calls == calls  # read back, not recomputed
 
 
+def test_upscaler_recipe_recomputes_its_cached_targets_when_a_rebuild_moves_the_eval_split(sized_dataset, fake_ae,
+                                                                                           tmp_path):
+    from conftest import make_images
+
+    _train(tmp_path, sized_dataset, "a", steps=1).run()
+    calls = fake_ae.calls
+    paths = make_images(tmp_path / "images", n=8, size=48)  # the same pictures, so the same plan
+    build_dataset(paths, [fake_encoder()], sized_dataset, size=32, extra_sizes=(16, 24), crops=2, shard_size=8,
+                  eval_patterns=["img_0[45]*"], root=tmp_path / "images")
+    recipe = _train(tmp_path, sized_dataset, "b", steps=1).recipe
+    recipe._targets()
+    assert fake_ae.calls > calls  # computed for the new train split, not read from the old split's cache
+    assert len(list(sized_dataset.glob("upscaler-targets-*.safetensors"))) == 2
+
+
 def test_upscaler_recipe_resume_draws_the_same_batches(sized_dataset, fake_ae, tmp_path, monkeypatch):
     _train(tmp_path, sized_dataset, "full").run()
     real, calls = UpscalerRecipe.loss, []

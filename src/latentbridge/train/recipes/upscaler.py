@@ -176,8 +176,11 @@ class UpscalerRecipe(Recipe):
             for p in rng.sample(self.pairs, min(o.pairs_per_item, len(self.pairs))):
                 rows[p].append(i)
         rows = {p: r for p, r in rows.items() if r}
-        spec = {"plan": self.info.manifest["plan_id"], "pairs": sorted(rows), "per_item": o.pairs_per_item,
-                "resize": o.resize, "ae": o.autoencoder or self.space.tiny, "space": self.space.id}
+        # the train split is part of the key: a rebuild with other --eval patterns keeps the plan but moves items
+        train = hashlib.sha256(json.dumps(data.items, sort_keys=True).encode()).hexdigest()[:16]
+        spec = {"plan": self.info.manifest["plan_id"], "train": train, "pairs": sorted(rows),
+                "per_item": o.pairs_per_item, "resize": o.resize, "ae": o.autoencoder or self.space.tiny,
+                "space": self.space.id}
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
         cache = self.info.root / f"upscaler-targets-{digest}.safetensors"
         roundtrips: dict[str, torch.Tensor] = load_file(str(cache)) if cache.is_file() else {}
