@@ -69,15 +69,20 @@ def fake_ae(monkeypatch):
     return ae
 
 
-@pytest.fixture
-def sized_dataset(tmp_path):
+def _build(tmp_path, eval_pattern: str):
+    """The toy dataset at three sizes in tmp_path/data (the same pictures each time), ``eval_pattern`` held out."""
     from conftest import make_images
 
     paths = make_images(tmp_path / "images", n=8, size=48)
     out = tmp_path / "data"
     build_dataset(paths, [fake_encoder()], out, size=32, extra_sizes=(16, 24), crops=2, shard_size=8,
-                  eval_patterns=["img_0[67]*"], root=tmp_path / "images")
+                  eval_patterns=[eval_pattern], root=tmp_path / "images")
     return out
+
+
+@pytest.fixture
+def sized_dataset(tmp_path):
+    return _build(tmp_path, "img_0[67]*")
 
 
 def _train(tmp_path, data, name, text=CONFIG, **overrides):
@@ -108,13 +113,9 @@ def test_upscaler_recipe_caches_round_trip_targets_beside_the_dataset(sized_data
 
 def test_upscaler_recipe_recomputes_its_cached_targets_when_a_rebuild_moves_the_eval_split(sized_dataset, fake_ae,
                                                                                            tmp_path):
-    from conftest import make_images
-
     _train(tmp_path, sized_dataset, "a", steps=1).run()
     calls = fake_ae.calls
-    paths = make_images(tmp_path / "images", n=8, size=48)  # the same pictures, so the same plan
-    build_dataset(paths, [fake_encoder()], sized_dataset, size=32, extra_sizes=(16, 24), crops=2, shard_size=8,
-                  eval_patterns=["img_0[45]*"], root=tmp_path / "images")
+    assert _build(tmp_path, "img_0[45]*") == sized_dataset  # the same pictures and options: the same plan
     recipe = _train(tmp_path, sized_dataset, "b", steps=1).recipe
     recipe._targets()
     assert fake_ae.calls > calls  # computed for the new train split, not read from the old split's cache
